@@ -1,0 +1,83 @@
+"""Reads OrderFlow core's ``draft_order`` / ``draft_order_line`` (read-only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Engine, and_, exists, func, select
+
+from orderflow_exports.adapters.sql.tables import draft_order, draft_order_line, erp_export
+from orderflow_exports.domain.drafts import APPROVED, DraftLine, DraftOrder
+from orderflow_exports.domain.naming import DraftRef
+
+_LINE_COLUMNS = (
+    draft_order_line.c.line_no,
+    draft_order_line.c.erp_item_number,
+    draft_order_line.c.customer_item_number,
+    draft_order_line.c.description,
+    draft_order_line.c.quantity,
+    draft_order_line.c.uom,
+    draft_order_line.c.unit_price,
+    draft_order_line.c.requested_delivery_date,
+)
+
+
+def _line_count():  # type: ignore[no-untyped-def]
+    return (
+        select(func.count())
+        .where(draft_order_line.c.draft_order_id == draft_order.c.id)
+        .scalar_subquery()
+        .label("line_count")
+    )
+
+
+def _draft(row: Any) -> DraftOrder:
+    return DraftOrder(**dict(row._mapping))
+
+
+class SqlDraftSource:
+    """The ``DraftSource`` port on OrderFlow core's tables; lines are streamed in chunks."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get_draft(self, ref: DraftRef) -> DraftOrder | None:
+        query = select(draft_order, _line_count()).where(
+            draft_order.c.id == ref.draft_order_id, draft_order.c.org_id == ref.org_id
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _draft(row)
+
+    def iter_lines(self, ref: DraftRef, chunk_size: int = 1000) -> Iterator[DraftLine]:
+        query = (
+            select(*_LINE_COLUMNS)
+            .where(draft_order_line.c.draft_order_id == ref.draft_order_id)
+            .order_by(draft_order_line.c.line_no)
+        )
+        # yield_per streams through a server-side cursor on PostgreSQL: memory stays flat.
+        with self._engine.connect() as conn:
+            result = conn.execution_options(yield_per=chunk_size).execute(query)
+            for row in result:
+                yield DraftLine(*row)
+
+    def find_unexported_approved(
+        self, limit: int, org_ids: list[str] | None = None
+    ) -> list[DraftOrder]:
+        has_export = exists().where(
+            and_(
+                erp_export.c.org_id == draft_order.c.org_id,
+                erp_export.c.draft_order_id == draft_order.c.id,
+            )
+        )
+        query = (
+            select(draft_order, _line_count())
+            .where(draft_order.c.status == APPROVED, ~has_export)
+            .order_by(draft_order.c.approved_at, draft_order.c.id)
+            .limit(limit)
+        )
+        if org_ids is not None:
+            query = query.where(draft_order.c.org_id.in_(org_ids))
+        with self._engine.connect() as conn:
+            return [_draft(row) for row in conn.execute(query)]

@@ -1,0 +1,201 @@
+"""``erp_export`` through SQLAlchemy Core: inserts, compare-and-set status changes, queries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from orderflow_exports.adapters.sql.tables import erp_export
+from orderflow_exports.domain.document import CONNECTOR_TYPE
+from orderflow_exports.domain.errors import AlreadyInFlight
+from orderflow_exports.domain.naming import DraftRef
+from orderflow_exports.domain.records import ExportRecord, NewExport
+from orderflow_exports.domain.status import ExportStatus
+
+SUPERSEDED = "SUPERSEDED"
+
+
+def _statuses(expected: ExportStatus | tuple[ExportStatus, ...]) -> list[str]:
+    return [str(s) for s in ((expected,) if isinstance(expected, ExportStatus) else expected)]
+
+
+def _record(row: Mapping[str, Any]) -> ExportRecord:
+    values = dict(row)
+    values["status"] = ExportStatus(values["status"])
+    return ExportRecord(**values)
+
+
+class SqlExportLedger:
+    """The ``ExportLedger`` port on any SQLAlchemy database (SQLite, PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, export_id: str) -> ExportRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(erp_export).where(erp_export.c.id == export_id)).first()
+        return None if row is None else _record(row._mapping)
+
+    def latest(self, ref: DraftRef) -> ExportRecord | None:
+        query = (
+            select(erp_export)
+            .where(
+                erp_export.c.org_id == ref.org_id,
+                erp_export.c.draft_order_id == ref.draft_order_id,
+            )
+            .order_by(erp_export.c.attempt.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _record(row._mapping)
+
+    def create_pending(self, new: NewExport, *, supersede: str | None = None) -> ExportRecord:
+        values = {
+            "id": new.id,
+            "org_id": new.ref.org_id,
+            "draft_order_id": new.ref.draft_order_id,
+            "connector_type": CONNECTOR_TYPE,
+            "attempt": new.attempt,
+            "status": str(ExportStatus.PENDING),
+            "filename": new.filename,
+            "dropzone_path": new.dropzone_path,
+            "storage_key": new.storage_key,
+            "content_sha256": new.content_sha256,
+            "byte_size": new.byte_size,
+            "line_count": new.line_count,
+            "forced": new.forced,
+            "erp_order_number": None,
+            "error_code": None,
+            "error_message": None,
+            "dagster_run_id": new.dagster_run_id,
+            "created_at": new.created_at,
+            "sent_at": None,
+            "acked_at": None,
+            "updated_at": new.created_at,
+        }
+        try:
+            with self._engine.begin() as conn:
+                if supersede is not None:
+                    superseded = conn.execute(
+                        update(erp_export)
+                        .where(
+                            erp_export.c.id == supersede,
+                            erp_export.c.status == str(ExportStatus.SENT),
+                        )
+                        .values(
+                            status=str(ExportStatus.FAILED),
+                            error_code=SUPERSEDED,
+                            error_message=f"superseded by forced export {new.id}",
+                            updated_at=new.created_at,
+                        )
+                    ).rowcount
+                    if superseded != 1:
+                        raise AlreadyInFlight(
+                            f"export {supersede} of {new.ref} changed while forcing a new attempt"
+                        )
+                conn.execute(insert(erp_export).values(**values))
+        except IntegrityError as exc:
+            active = self.latest(new.ref)
+            detail = (
+                f"export {active.id} (attempt {active.attempt}) is {active.status}"
+                if active is not None
+                else "another attempt was inserted concurrently"
+            )
+            raise AlreadyInFlight(
+                f"draft {new.ref} is already in flight: {detail}; not sending it twice"
+            ) from exc
+        return ExportRecord(**{**values, "status": ExportStatus.PENDING})
+
+    def _compare_and_set(
+        self,
+        export_id: str,
+        expected: ExportStatus | tuple[ExportStatus, ...],
+        values: dict[str, Any],
+    ) -> bool:
+        statement = (
+            update(erp_export)
+            .where(erp_export.c.id == export_id, erp_export.c.status.in_(_statuses(expected)))
+            .values(**values)
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def mark_sent(self, export_id: str, *, at: datetime) -> bool:
+        return self._compare_and_set(
+            export_id,
+            ExportStatus.PENDING,
+            {"status": str(ExportStatus.SENT), "sent_at": at, "updated_at": at},
+        )
+
+    def mark_failed(
+        self,
+        export_id: str,
+        *,
+        expected: ExportStatus | tuple[ExportStatus, ...],
+        code: str,
+        message: str,
+        at: datetime,
+    ) -> bool:
+        return self._compare_and_set(
+            export_id,
+            expected,
+            {
+                "status": str(ExportStatus.FAILED),
+                "error_code": code,
+                "error_message": message[:4000],
+                "updated_at": at,
+            },
+        )
+
+    def mark_acked(
+        self,
+        export_id: str,
+        *,
+        expected: ExportStatus | tuple[ExportStatus, ...],
+        erp_order_number: str | None,
+        at: datetime,
+    ) -> bool:
+        return self._compare_and_set(
+            export_id,
+            expected,
+            {
+                "status": str(ExportStatus.ACKED),
+                "erp_order_number": erp_order_number,
+                "acked_at": at,
+                "updated_at": at,
+            },
+        )
+
+    def list(
+        self,
+        *,
+        org_id: str | None = None,
+        status: ExportStatus | None = None,
+        limit: int = 100,
+    ) -> list[ExportRecord]:
+        query = select(erp_export).order_by(erp_export.c.created_at.desc(), erp_export.c.id)
+        if org_id is not None:
+            query = query.where(erp_export.c.org_id == org_id)
+        if status is not None:
+            query = query.where(erp_export.c.status == str(status))
+        with self._engine.connect() as conn:
+            return [_record(row._mapping) for row in conn.execute(query.limit(limit))]
+
+    def sent_before(self, org_id: str, cutoff: datetime, limit: int) -> list[ExportRecord]:
+        query = (
+            select(erp_export)
+            .where(
+                erp_export.c.org_id == org_id,
+                erp_export.c.status == str(ExportStatus.SENT),
+                erp_export.c.sent_at < cutoff,
+            )
+            .order_by(erp_export.c.sent_at)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [_record(row._mapping) for row in conn.execute(query)]

@@ -1,0 +1,265 @@
+"""The export use case: one approved draft → one file in its org's dropzone and a ledger row.
+
+Plain Python over the ports; the Dagster assets only wire it. The rules (CONTRACT §2, §6):
+
+- a draft whose latest export is SENT or ACKED is not sent again unless ``force`` is asked;
+- a PENDING export left by a dead run is reconciled first: if its final file is in the
+  dropzone, it becomes SENT (no second copy); if not, FAILED (``INTERRUPTED``);
+- every new attempt is a new row (attempt + 1, new export id and file name);
+- the document is streamed to a spool file first, so the row carries its sha256 and size and a
+  huge draft never sits in memory; the same file is then published and archived.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal, Protocol
+
+from orderflow_exports.domain.document import build_header, write_document
+from orderflow_exports.domain.drafts import DraftOrder, ensure_exportable
+from orderflow_exports.domain.errors import (
+    AlreadyInFlight,
+    ConnectorNotConfigured,
+    ExportError,
+)
+from orderflow_exports.domain.naming import DraftRef, export_filename
+from orderflow_exports.domain.ports import (
+    ConnectorConfigs,
+    DraftSource,
+    DropzoneConnector,
+    DropzoneSession,
+    ExportLedger,
+    ExportStore,
+    RunLiveness,
+)
+from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
+from orderflow_exports.domain.status import ExportStatus
+
+OutcomeAction = Literal["sent", "already_sent", "recovered"]
+
+
+class Logger(Protocol):
+    """The part of a logger the service uses (``logging.Logger`` and Dagster's ``context.log``)."""
+
+    def info(self, msg: str, *args: object) -> None: ...
+
+    def warning(self, msg: str, *args: object) -> None: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_export_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Tunables of the export use case."""
+
+    spool_dir: Path
+    stale_temp_age: timedelta = timedelta(hours=1)
+    line_chunk_size: int = 1000
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """What exporting one draft did, and the file that still has to be archived (if any)."""
+
+    ref: DraftRef
+    action: OutcomeAction
+    record: ExportRecord
+    spool_file: Path | None
+
+    @property
+    def export_id(self) -> str:
+        return self.record.id
+
+
+@dataclass
+class ExportService:
+    """Exports drafts through the ports; one instance per run (it caches swept folders)."""
+
+    drafts: DraftSource
+    configs: ConnectorConfigs
+    ledger: ExportLedger
+    dropzones: DropzoneConnector
+    store: ExportStore
+    settings: ExportSettings
+    liveness: RunLiveness | None = None
+    log: Logger = field(default_factory=lambda: logging.getLogger("orderflow_exports"))
+    clock: Callable[[], datetime] = utc_now
+    new_id: Callable[[], str] = new_export_id
+    _swept: set[tuple[str, str]] = field(default_factory=set)
+
+    def config_for(self, ref: DraftRef) -> ConnectorConfig:
+        config = self.configs.get(ref.org_id)
+        if config is None or not config.enabled:
+            state = "disabled" if config is not None else "not configured"
+            raise ConnectorNotConfigured(
+                f"org {ref.org_id} has no enabled DROPZONE_JSON_V1 connector ({state}); "
+                "set one with `orderflow-exports connectors set`"
+            )
+        return config
+
+    def load_exportable(self, ref: DraftRef) -> DraftOrder:
+        """The draft if it may be exported; raises DraftRefused with the reason otherwise."""
+        return ensure_exportable(ref, self.drafts.get_draft(ref))
+
+    def export(
+        self, ref: DraftRef, *, force: bool = False, run_id: str | None = None
+    ) -> ExportOutcome:
+        """Export one draft, idempotently (see the module docstring)."""
+        config = self.config_for(ref)
+        draft = self.load_exportable(ref)
+        latest = self.ledger.latest(ref)
+        if latest is not None and latest.status is ExportStatus.PENDING:
+            latest = self._reconcile_pending(latest, config, run_id)
+            if latest.status is ExportStatus.SENT and not force:
+                return ExportOutcome(ref, "recovered", latest, self._spool_if_present(latest))
+        if (
+            latest is not None
+            and latest.status in (ExportStatus.SENT, ExportStatus.ACKED)
+            and not force
+        ):
+            self.log.info(
+                f"{ref}: latest export {latest.id} is {latest.status}; not sending it again"
+            )
+            return ExportOutcome(ref, "already_sent", latest, self._spool_if_present(latest))
+        return self._new_attempt(ref, draft, config, latest, force=force, run_id=run_id)
+
+    def _reconcile_pending(
+        self, pending: ExportRecord, config: ConnectorConfig, run_id: str | None
+    ) -> ExportRecord:
+        owner = pending.dagster_run_id
+        if owner and owner != run_id and self.liveness and self.liveness.is_active(owner):
+            raise AlreadyInFlight(
+                f"draft {pending.ref} is already in flight: export {pending.id} is PENDING in "
+                f"run {owner}, which is still running; not sending it twice"
+            )
+        session = self.dropzones.session_for(config)
+        now = self.clock()
+        if session.exists(config.export_path, pending.filename):
+            self.ledger.mark_sent(pending.id, at=now)
+            self.log.warning(
+                f"{pending.ref}: export {pending.id} was PENDING but its file is in the dropzone; "
+                "recorded it as SENT instead of sending a second copy"
+            )
+        else:
+            self.ledger.mark_failed(
+                pending.id,
+                expected=ExportStatus.PENDING,
+                code=ExportError.INTERRUPTED,
+                message=f"run {owner} ended before the file was published",
+                at=now,
+            )
+            self.log.warning(
+                f"{pending.ref}: export {pending.id} was interrupted before publishing; "
+                "marked FAILED (INTERRUPTED), making a new attempt"
+            )
+        refreshed = self.ledger.get(pending.id)
+        assert refreshed is not None
+        return refreshed
+
+    def _new_attempt(
+        self,
+        ref: DraftRef,
+        draft: DraftOrder,
+        config: ConnectorConfig,
+        latest: ExportRecord | None,
+        *,
+        force: bool,
+        run_id: str | None,
+    ) -> ExportOutcome:
+        export_id = self.new_id()
+        attempt = 1 if latest is None else latest.attempt + 1
+        created_at = self.clock().replace(microsecond=0)
+        filename = export_filename(ref, created_at, export_id)
+        spool = self.spool_path(ref, export_id)
+        spool.parent.mkdir(parents=True, exist_ok=True)
+        header = build_header(draft, export_id=export_id, attempt=attempt, created_at=created_at)
+        try:
+            with spool.open("wb") as out:
+                stats = write_document(
+                    out, header, self.drafts.iter_lines(ref, self.settings.line_chunk_size)
+                )
+        except BaseException:
+            spool.unlink(missing_ok=True)
+            raise
+        supersede = latest.id if force and latest and latest.status is ExportStatus.SENT else None
+        record = self.ledger.create_pending(
+            NewExport(
+                id=export_id,
+                ref=ref,
+                attempt=attempt,
+                filename=filename,
+                dropzone_path=posixpath.join(config.export_path, filename),
+                storage_key=self.store.location(self.store.key_for(ref, export_id)),
+                content_sha256=stats.sha256,
+                byte_size=stats.byte_size,
+                line_count=stats.line_count,
+                forced=force,
+                dagster_run_id=run_id,
+                created_at=created_at,
+            ),
+            supersede=supersede,
+        )
+        self._publish(record, config, spool)
+        self.log.info(
+            f"{ref}: export {export_id} (attempt {attempt}) sent as {record.dropzone_path} "
+            f"({stats.byte_size} bytes, {stats.line_count} lines)"
+        )
+        refreshed = self.ledger.get(export_id)
+        assert refreshed is not None
+        return ExportOutcome(ref, "sent", refreshed, spool)
+
+    def _publish(self, record: ExportRecord, config: ConnectorConfig, spool: Path) -> None:
+        try:
+            session = self.dropzones.session_for(config)
+            self._sweep_once(session, config)
+            session.publish(config.export_path, record.filename, spool, record.byte_size)
+        except ExportError as exc:
+            self._fail(record, exc)
+            if exc.code in (ExportError.CONNECTION, ExportError.TIMEOUT):
+                self.dropzones.discard(config)
+            raise
+        except Exception as exc:
+            error = ExportError(ExportError.IO, f"{type(exc).__name__}: {exc}", transient=True)
+            self._fail(record, error)
+            raise error from exc
+        self.ledger.mark_sent(record.id, at=self.clock())
+
+    def _fail(self, record: ExportRecord, error: ExportError) -> None:
+        self.ledger.mark_failed(
+            record.id,
+            expected=ExportStatus.PENDING,
+            code=error.code,
+            message=f"{error.message} ({error.kind})",
+            at=self.clock(),
+        )
+
+    def _sweep_once(self, session: DropzoneSession, config: ConnectorConfig) -> None:
+        key = (config.endpoint, config.export_path)
+        if key in self._swept:
+            return
+        self._swept.add(key)
+        removed = session.sweep_stale_temps(config.export_path, self.settings.stale_temp_age)
+        for name in removed:
+            self.log.warning(
+                f"removed stale temp file {name} from {config.export_path} "
+                f"(older than {self.settings.stale_temp_age})"
+            )
+
+    def spool_path(self, ref: DraftRef, export_id: str) -> Path:
+        return self.settings.spool_dir / ref.org_id / ref.draft_order_id / f"{export_id}.json"
+
+    def _spool_if_present(self, record: ExportRecord) -> Path | None:
+        path = self.spool_path(record.ref, record.id)
+        return path if path.exists() else None

@@ -1,0 +1,231 @@
+"""``orderflow-exports``: the operator's command line (database, connectors, exports, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from orderflow_exports.domain.records import ConnectorConfig, ExportRecord
+from orderflow_exports.domain.status import ExportStatus
+
+
+def emit(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    from orderflow_exports.adapters.sql.engine import make_engine
+    from orderflow_exports.defs.settings import resolve_database_url
+
+    return make_engine(resolve_database_url(None))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(s.rstrip() for s in out)
+
+
+def retry_hint(record: ExportRecord) -> str:
+    key = f"{record.org_id}:{record.draft_order_id}"
+    return (
+        "retry: dagster job execute -m orderflow_exports -j export_drafts_job "
+        f'--tags \'{{"dagster/partition": "{key}"}}\'  (or in the UI: '
+        f"/assets/export_json?view=partitions&partition={key} → Materialize)"
+    )
+
+
+def format_exports(records: Sequence[ExportRecord]) -> str:
+    if not records:
+        return "no exports"
+    headers = [
+        "org",
+        "draft",
+        "attempt",
+        "status",
+        "export_id",
+        "bytes",
+        "lines",
+        "created_at",
+        "error",
+    ]
+    rows = [
+        [
+            r.org_id,
+            r.draft_order_id,
+            r.attempt,
+            str(r.status) + (" (forced)" if r.forced else ""),
+            r.id,
+            r.byte_size,
+            r.line_count,
+            r.created_at.strftime("%Y-%m-%d %H:%M:%SZ"),
+            f"{r.error_code}: {(r.error_message or '')[:80]}" if r.error_code else "",
+        ]
+        for r in records
+    ]
+    text = _table(headers, rows)
+    failed = [r for r in records if r.status is ExportStatus.FAILED]
+    if failed:
+        text += "\n\n" + "\n".join(
+            f"{r.org_id}:{r.draft_order_id} attempt {r.attempt} FAILED — {retry_hint(r)}"
+            for r in failed
+        )
+    return text
+
+
+def cmd_db_upgrade(_: argparse.Namespace) -> int:
+    from orderflow_exports.adapters.sql.engine import upgrade_schema
+
+    engine = _engine()
+    upgrade_schema(engine)
+    emit(f"schema up to date: {engine.url.render_as_string(hide_password=True)}")
+    return 0
+
+
+def cmd_connectors_set(args: argparse.Namespace) -> int:
+    from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+
+    config = ConnectorConfig(
+        org_id=args.org,
+        transport=args.transport,
+        export_path=args.export_path,
+        ack_path=args.ack_path,
+        enabled=not args.disabled,
+        host=args.host,
+        port=args.port,
+        username=args.username,
+        host_key=args.host_key,
+        private_key_ref=args.private_key_ref,
+        password_ref=args.password_ref,
+        ack_deadline_seconds=int(args.ack_deadline_hours * 3600),
+    )
+    SqlConnectorConfigs(_engine()).upsert(config)
+    emit(f"connector of {config.org_id} saved ({config.transport}, enabled={config.enabled})")
+    return 0
+
+
+def cmd_connectors_list(_: argparse.Namespace) -> int:
+    from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+
+    configs = SqlConnectorConfigs(_engine()).list()
+    if not configs:
+        emit("no connectors")
+        return 0
+    headers = [
+        "org",
+        "enabled",
+        "transport",
+        "endpoint",
+        "export_path",
+        "ack_path",
+        "ack_deadline_h",
+        "secret_ref",
+    ]
+    rows = [
+        [
+            c.org_id,
+            c.enabled,
+            c.transport,
+            c.endpoint,
+            c.export_path,
+            c.ack_path,
+            c.ack_deadline_seconds / 3600,
+            c.private_key_ref or c.password_ref or "",
+        ]
+        for c in configs
+    ]
+    emit(_table(headers, rows))
+    return 0
+
+
+def cmd_exports_list(args: argparse.Namespace) -> int:
+    from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+
+    status = ExportStatus(args.status) if args.status else None
+    records = SqlExportLedger(_engine()).list(org_id=args.org, status=status, limit=args.limit)
+    emit(format_exports(records))
+    return 0
+
+
+def cmd_demo(_: argparse.Namespace) -> int:
+    from orderflow_exports.demo import run_demo
+
+    return run_demo(emit)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from orderflow_exports.domain.document import json_schema_text
+
+    text = json_schema_text()
+    if args.write:
+        Path(args.write).write_text(text, encoding="utf-8")
+        emit(f"wrote {args.write}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orderflow-exports",
+        description="Operate the DROPZONE_JSON_V1 exporter. The database comes from "
+        "ORDERFLOW_DATABASE_URL (default: SQLite under $DAGSTER_HOME/orderflow).",
+    )
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    db = groups.add_parser("db", help="database schema").add_subparsers(dest="cmd", required=True)
+    db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+
+    connectors = groups.add_parser("connectors", help="per-org connector config")
+    csub = connectors.add_subparsers(dest="cmd", required=True)
+    cset = csub.add_parser("set", help="create or replace an org's connector")
+    cset.add_argument("--org", required=True)
+    cset.add_argument("--transport", choices=["local", "sftp"], required=True)
+    cset.add_argument("--export-path", required=True)
+    cset.add_argument("--ack-path", required=True)
+    cset.add_argument("--host")
+    cset.add_argument("--port", type=int)
+    cset.add_argument("--username")
+    cset.add_argument("--host-key", help="known_hosts line or SHA256: fingerprint")
+    cset.add_argument("--private-key-ref", help="env:NAME or file:/path (never the key)")
+    cset.add_argument("--password-ref", help="env:NAME or file:/path (never the password)")
+    cset.add_argument("--ack-deadline-hours", type=float, default=24.0)
+    cset.add_argument("--disabled", action="store_true")
+    cset.set_defaults(func=cmd_connectors_set)
+    csub.add_parser("list", help="list connectors").set_defaults(func=cmd_connectors_list)
+
+    exports = groups.add_parser("exports", help="export attempts (erp_export)")
+    esub = exports.add_subparsers(dest="cmd", required=True)
+    elist = esub.add_parser("list", help="list export attempts, newest first")
+    elist.add_argument("--org")
+    elist.add_argument("--status", choices=[s.value for s in ExportStatus])
+    elist.add_argument("--limit", type=int, default=100)
+    elist.set_defaults(func=cmd_exports_list)
+
+    groups.add_parser("demo", help="seed demo data and run the export job").set_defaults(
+        func=cmd_demo
+    )
+    schema = groups.add_parser("schema", help="print the document's JSON Schema")
+    schema.add_argument("--write", metavar="PATH")
+    schema.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, RuntimeError) as exc:
+        sys.stderr.write(f"orderflow-exports: error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""``approved_drafts`` and ``export_json``: the export path as partitioned assets."""
+
+from collections import Counter
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from orderflow_exports.application.archive import archive_outcome
+from orderflow_exports.application.export_service import (
+    ExportOutcome,
+    ExportService,
+    ExportSettings,
+)
+from orderflow_exports.defs.partitions import approved_drafts_partitions
+from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource, ExportStoreResource
+from orderflow_exports.defs.run_liveness import DagsterRunLiveness
+from orderflow_exports.domain.drafts import ensure_exportable
+from orderflow_exports.domain.errors import ExportError, OrderflowError
+from orderflow_exports.domain.naming import DraftRef
+
+EXPORT_ARCHIVE_IO_MANAGER_KEY = "export_archive_io_manager"
+
+# Transient transport errors are retried by Dagster with backoff and jitter; permanent ones
+# raise Failure(allow_retries=False) and fail at once.
+EXPORT_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+class TransientExportFailure(Exception):
+    """Some exports of the run failed for reasons that may pass (connection, timeout)."""
+
+
+class ExportConfig(dg.Config):
+    """Run config of ``export_json``."""
+
+    force: bool = Field(
+        default=False,
+        description="Send again even when the latest export is SENT or ACKED. The new "
+        "erp_export row records forced=true; a SENT export it replaces becomes FAILED "
+        "(SUPERSEDED).",
+    )
+
+
+def _partition_refs(context: dg.AssetExecutionContext) -> dict[str, DraftRef]:
+    refs, invalid = {}, {}
+    for key in context.partition_keys:
+        try:
+            refs[key] = DraftRef.from_partition_key(key)
+        except OrderflowError as exc:
+            invalid[key] = str(exc)
+    if invalid:
+        raise dg.Failure(
+            description="invalid partition keys: "
+            + "; ".join(f"{k!r}: {v}" for k, v in invalid.items()),
+            allow_retries=False,
+        )
+    if not refs:
+        raise dg.Failure(description="the run selects no partition", allow_retries=False)
+    return refs
+
+
+@dg.asset(
+    partitions_def=approved_drafts_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="orderflow",
+    description="An approved draft order, loaded and validated for export (one partition per "
+    "draft, key '<org_id>:<draft_order_id>').",
+)
+def approved_drafts(
+    context: dg.AssetExecutionContext, database: DatabaseResource
+) -> dg.MaterializeResult:
+    drafts = database.drafts()
+    refused: dict[str, str] = {}
+    summary: dict[str, dict[str, Any]] = {}
+    for key, ref in _partition_refs(context).items():
+        try:
+            draft = ensure_exportable(ref, drafts.get_draft(ref))
+        except OrderflowError as exc:
+            refused[key] = str(exc)
+            continue
+        summary[key] = {
+            "customer": draft.customer_name,
+            "line_count": draft.line_count,
+            "approved_at": draft.approved_at.isoformat() if draft.approved_at else None,
+        }
+    if refused:
+        raise dg.Failure(
+            description="refused: " + "; ".join(f"{k}: {v}" for k, v in refused.items()),
+            metadata={"refused": dg.MetadataValue.json(refused)},
+            allow_retries=False,
+        )
+    if len(summary) == 1:
+        return dg.MaterializeResult(metadata=next(iter(summary.values())))
+    return dg.MaterializeResult(
+        metadata={"draft_count": len(summary), "drafts": dg.MetadataValue.json(summary)}
+    )
+
+
+def _outcome_metadata(outcome: ExportOutcome) -> dict[str, Any]:
+    record = outcome.record
+    return {
+        "action": outcome.action,
+        "export_id": record.id,
+        "attempt": record.attempt,
+        "status": str(record.status),
+        "forced": record.forced,
+        "filename": record.filename,
+        "dropzone_path": record.dropzone_path,
+        "storage_key": record.storage_key,
+        "content_sha256": record.content_sha256,
+        "byte_size": record.byte_size,
+        "line_count": record.line_count,
+    }
+
+
+@dg.asset(
+    partitions_def=approved_drafts_partitions,
+    deps=[approved_drafts],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key=EXPORT_ARCHIVE_IO_MANAGER_KEY,
+    retry_policy=EXPORT_RETRY_POLICY,
+    group_name="orderflow",
+    description="The draft as an orderflow_export_json_v1 file in its org's dropzone, with an "
+    "erp_export row per attempt; the file is archived by the export-store IO manager.",
+)
+def export_json(
+    context: dg.AssetExecutionContext,
+    config: ExportConfig,
+    database: DatabaseResource,
+    dropzone: DropzoneResource,
+    export_store: ExportStoreResource,
+) -> dict[str, ExportOutcome]:
+    store = export_store.store()
+    service = ExportService(
+        drafts=database.drafts(),
+        configs=database.connector_configs(),
+        ledger=database.ledger(),
+        dropzones=dropzone.sessions(),
+        store=store,
+        settings=ExportSettings(
+            spool_dir=export_store.spool_path(), stale_temp_age=dropzone.stale_temp_age
+        ),
+        liveness=DagsterRunLiveness(context.instance),
+        log=context.log,
+    )
+    outcomes: dict[str, ExportOutcome] = {}
+    failures: dict[str, OrderflowError] = {}
+    for key, ref in _partition_refs(context).items():
+        try:
+            outcomes[key] = service.export(ref, force=config.force, run_id=context.run_id)
+        except OrderflowError as exc:
+            failures[key] = exc
+            context.log.error(f"{key}: export failed: {exc}")
+    if failures:
+        # What did go out is archived now: the failing step never reaches the IO manager.
+        for outcome in outcomes.values():
+            archive_outcome(store, outcome.ref, outcome, context.log)
+        _raise_for(failures, len(outcomes))
+    if len(outcomes) == 1:
+        context.add_output_metadata(_outcome_metadata(next(iter(outcomes.values()))))
+    else:
+        actions = Counter(o.action for o in outcomes.values())
+        context.add_output_metadata(
+            {
+                "export_count": len(outcomes),
+                **{f"{action}_count": count for action, count in sorted(actions.items())},
+                "exports": dg.MetadataValue.json(
+                    {k: _outcome_metadata(o) for k, o in outcomes.items()}
+                ),
+            }
+        )
+    return outcomes
+
+
+def _raise_for(failures: dict[str, OrderflowError], succeeded: int) -> None:
+    lines = []
+    for key, exc in failures.items():
+        kind = exc.kind if isinstance(exc, ExportError) else "permanent"
+        code = exc.code if isinstance(exc, ExportError) else type(exc).__name__
+        lines.append(f"{key}: {code} ({kind}): {exc}")
+    message = f"{len(failures)} export(s) failed, {succeeded} succeeded:\n" + "\n".join(lines)
+    if any(isinstance(exc, ExportError) and exc.transient for exc in failures.values()):
+        raise TransientExportFailure(message)
+    raise dg.Failure(description=message, allow_retries=False)

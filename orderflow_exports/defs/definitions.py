@@ -1,0 +1,30 @@
+"""The code location's Definitions: assets, jobs, sensors and the resources they use."""
+
+import dagster as dg
+
+from orderflow_exports.defs.assets import (
+    EXPORT_ARCHIVE_IO_MANAGER_KEY,
+    approved_drafts,
+    export_json,
+)
+from orderflow_exports.defs.io_managers import ExportArchiveIOManager
+from orderflow_exports.defs.jobs import export_drafts_job
+from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource, ExportStoreResource
+from orderflow_exports.defs.sensors import approved_drafts_sensor
+
+database = DatabaseResource()
+export_store = ExportStoreResource()
+
+defs = dg.Definitions(
+    assets=[approved_drafts, export_json],
+    jobs=[export_drafts_job],
+    sensors=[approved_drafts_sensor],
+    resources={
+        "database": database,
+        "dropzone": DropzoneResource(),
+        "export_store": export_store,
+        EXPORT_ARCHIVE_IO_MANAGER_KEY: ExportArchiveIOManager(
+            export_store=export_store, database=database
+        ),
+    },
+)

@@ -1,0 +1,149 @@
+"""Typed config shells that build the adapters; the work lives in the adapters and services."""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+from sqlalchemy import Engine
+
+from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.local_export_store import LocalExportStore
+from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+from orderflow_exports.adapters.sql.drafts import SqlDraftSource
+from orderflow_exports.adapters.sql.engine import make_engine, require_current_schema
+from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+from orderflow_exports.defs.settings import data_home, resolve_database_url, resolve_export_store
+from orderflow_exports.domain.ports import ExportStore
+
+LOCAL_STORE_PREFIX = "exports"
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """OrderFlow's database: core's drafts (read-only) and our erp_export / connector tables."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Unset: env ORDERFLOW_DATABASE_URL, else a SQLite file "
+        "under $DAGSTER_HOME/orderflow. A plain postgresql:// URL uses psycopg 3.",
+    )
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            engine = make_engine(resolve_database_url(self.url))
+            require_current_schema(engine)
+            self._engine = engine
+        return self._engine
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        _ = self.engine  # fail before any work when the schema is missing or old
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def ledger(self) -> SqlExportLedger:
+        return SqlExportLedger(self.engine)
+
+    def drafts(self) -> SqlDraftSource:
+        return SqlDraftSource(self.engine)
+
+    def connector_configs(self) -> SqlConnectorConfigs:
+        return SqlConnectorConfigs(self.engine)
+
+
+class DropzoneResource(dg.ConfigurableResource):
+    """How dropzones are reached. Where each org's dropzone is lives in erp_connector_config."""
+
+    connect_timeout_seconds: float = Field(
+        default=10.0, description="TCP connect and SSH banner timeout for SFTP servers."
+    )
+    auth_timeout_seconds: float = Field(
+        default=15.0, description="Time allowed for SSH authentication."
+    )
+    operation_timeout_seconds: float = Field(
+        default=30.0,
+        description="Longest wait for any single SFTP reply; a blackholed server fails after it.",
+    )
+    keepalive_seconds: int = Field(
+        default=15, description="SSH keepalive interval, so idle NAT paths stay open."
+    )
+    preferred_ciphers: list[str] = Field(
+        default=["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr"],
+        description="SSH ciphers in order of preference (GCM is the fastest with OpenSSH).",
+    )
+    stale_temp_age_seconds: int = Field(
+        default=3600,
+        description="Temp files of ours older than this are removed from an export folder at "
+        "the start of a run.",
+    )
+    _sessions: DropzoneSessions | None = PrivateAttr(default=None)
+
+    def sftp_settings(self) -> Any:
+        from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+
+        return SftpSettings(
+            connect_timeout=self.connect_timeout_seconds,
+            auth_timeout=self.auth_timeout_seconds,
+            operation_timeout=self.operation_timeout_seconds,
+            keepalive_interval=self.keepalive_seconds,
+            preferred_ciphers=tuple(self.preferred_ciphers),
+        )
+
+    @property
+    def stale_temp_age(self) -> timedelta:
+        return timedelta(seconds=self.stale_temp_age_seconds)
+
+    def sessions(self) -> DropzoneSessions:
+        if self._sessions is None:
+            self._sessions = DropzoneSessions(sftp_settings_factory=self.sftp_settings)
+        return self._sessions
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._sessions is not None:
+            self._sessions.close()
+            self._sessions = None
+
+
+class ExportStoreResource(dg.ConfigurableResource):
+    """The archive of exported files (CONTRACT §7) and the local staging folder."""
+
+    location: str | None = Field(
+        default=None,
+        description="s3://bucket/prefix, or a local folder. Unset: env ORDERFLOW_EXPORT_STORE, "
+        "else $DAGSTER_HOME/orderflow/store. S3 endpoint and credentials come from the "
+        "standard AWS variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).",
+    )
+    spool_dir: str | None = Field(
+        default=None,
+        description="Local folder where a document is written before it is published and "
+        "archived. Unset: $DAGSTER_HOME/orderflow/spool.",
+    )
+    _store: ExportStore | None = PrivateAttr(default=None)
+
+    def store(self) -> ExportStore:
+        if self._store is None:
+            self._store = self._build()
+        return self._store
+
+    def _build(self) -> ExportStore:
+        location = resolve_export_store(self.location)
+        if location.startswith("s3://"):
+            from dagster_aws.s3 import S3Resource
+
+            from orderflow_exports.adapters.s3_export_store import S3ExportStore, parse_s3_url
+
+            bucket, prefix = parse_s3_url(location)
+            # One client per run: S3Resource.get_client() costs ~170 ms on every call.
+            return S3ExportStore(S3Resource().get_client(), bucket, prefix)
+        return LocalExportStore(Path(location), LOCAL_STORE_PREFIX)
+
+    def spool_path(self) -> Path:
+        return Path(self.spool_dir) if self.spool_dir else data_home() / "spool"
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._store = None

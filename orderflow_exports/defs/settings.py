@@ -1,0 +1,34 @@
+"""Where the embedded defaults live: under ``DAGSTER_HOME``, else ``./.orderflow``.
+
+Read at execution time through ``dg.EnvVar`` (never at import time), so a code location
+loaded once keeps following its environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+DATABASE_URL_ENV = "ORDERFLOW_DATABASE_URL"
+EXPORT_STORE_ENV = "ORDERFLOW_EXPORT_STORE"
+
+
+def data_home() -> Path:
+    """``$DAGSTER_HOME/orderflow`` or ``./.orderflow`` when DAGSTER_HOME is unset."""
+    dagster_home = dg.EnvVar("DAGSTER_HOME").get_value()
+    if dagster_home:
+        return Path(dagster_home) / "orderflow"
+    return Path(".orderflow").resolve()
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{data_home() / 'orderflow.db'}"
+
+
+def resolve_database_url(configured: str | None) -> str:
+    return configured or dg.EnvVar(DATABASE_URL_ENV).get_value() or default_database_url()
+
+
+def resolve_export_store(configured: str | None) -> str:
+    return configured or dg.EnvVar(EXPORT_STORE_ENV).get_value() or str(data_home() / "store")

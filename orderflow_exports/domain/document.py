@@ -1,0 +1,300 @@
+"""The ``orderflow_export_json_v1`` document (CONTRACT §3) and its streaming writer.
+
+The Pydantic models define the document and its published JSON Schema. The writer produces the
+exact bytes of a document line by line, so a 300k-line export never lives in memory as a whole:
+the header and every line are validated models, serialised in contract key order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
+from typing import Annotated, Any, BinaryIO, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from orderflow_exports.domain.drafts import DraftLine, DraftOrder
+from orderflow_exports.domain.errors import DraftRefused
+from orderflow_exports.domain.naming import ID_PATTERN
+
+SCHEMA_VERSION = "orderflow_export_json_v1"
+CONNECTOR_TYPE = "DROPZONE_JSON_V1"
+
+_DECIMAL_CONTEXT = Context(prec=60, rounding=ROUND_HALF_UP)
+_SCALE_4 = Decimal("0.0001")
+_SCALE_2 = Decimal("0.01")
+
+Quantity4 = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]*)\.[0-9]{4}$")]
+Money2 = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]*)\.[0-9]{2}$")]
+IsoDate = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+UtcTimestamp = Annotated[
+    str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+]
+Identifier = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN.pattern}$")]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+Uuid = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+]
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ExportInfo(_Strict):
+    """Which export attempt produced this document."""
+
+    export_id: Uuid
+    attempt: int = Field(ge=1)
+    created_at: UtcTimestamp
+    connector: Literal["DROPZONE_JSON_V1"] = CONNECTOR_TYPE
+
+
+class Customer(_Strict):
+    """The ordering customer as the ERP knows it."""
+
+    erp_customer_number: NonEmpty
+    name: NonEmpty
+
+
+class ShipTo(_Strict):
+    """Delivery address."""
+
+    name: NonEmpty
+    street: NonEmpty
+    postal_code: NonEmpty
+    city: NonEmpty
+    country: CountryCode
+
+
+class OrderInfo(_Strict):
+    """The order header."""
+
+    draft_order_id: Identifier
+    customer_po_number: str | None
+    customer: Customer
+    order_date: IsoDate
+    requested_delivery_date: IsoDate | None
+    currency: CurrencyCode
+    ship_to: ShipTo
+    notes: str | None
+    approved_at: UtcTimestamp | None
+
+
+class ExportLine(_Strict):
+    """One order line; decimals are strings in plain notation."""
+
+    line_no: int = Field(ge=1)
+    erp_item_number: NonEmpty
+    customer_item_number: str | None
+    description: NonEmpty
+    quantity: Quantity4
+    uom: NonEmpty
+    unit_price: Quantity4
+    line_total: Money2
+    requested_delivery_date: IsoDate | None
+
+
+class Totals(_Strict):
+    """Sums over the lines."""
+
+    line_count: int = Field(ge=1)
+    net_amount: Money2
+    currency: CurrencyCode
+
+
+class ExportDocument(_Strict):
+    """The whole ``orderflow_export_json_v1`` document."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        title="orderflow_export_json_v1",
+        json_schema_extra={
+            "$id": "https://orderflow.example/schemas/orderflow_export_json_v1.json"
+        },
+    )
+
+    schema_version: Literal["orderflow_export_json_v1"] = SCHEMA_VERSION
+    export: ExportInfo
+    org_id: Identifier
+    order: OrderInfo
+    lines: list[ExportLine] = Field(min_length=1)
+    totals: Totals
+
+
+def json_schema_text() -> str:
+    """The published JSON Schema of the document, as checked into ``schemas/``."""
+    schema = ExportDocument.model_json_schema(mode="serialization")
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def fixed(value: Decimal, places: int) -> str:
+    """``value`` rounded half-up to ``places`` decimals, in plain notation (no exponent)."""
+    scale = _SCALE_4 if places == 4 else _SCALE_2 if places == 2 else Decimal(1).scaleb(-places)
+    with localcontext(_DECIMAL_CONTEXT):
+        rounded = value.quantize(scale)
+    if rounded.is_zero():
+        rounded = abs(rounded)
+    return format(rounded, "f")
+
+
+def rfc3339_utc(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise DraftRefused(f"timestamp {moment.isoformat()} has no time zone")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_date(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@dataclass(frozen=True)
+class ExportHeader:
+    """Everything of a document except its lines and totals."""
+
+    export: ExportInfo
+    org_id: str
+    order: OrderInfo
+
+
+@dataclass(frozen=True)
+class DocumentStats:
+    """What the writer measured while writing a document."""
+
+    sha256: str
+    byte_size: int
+    line_count: int
+    net_amount: str
+
+
+def build_header(
+    draft: DraftOrder, *, export_id: str, attempt: int, created_at: datetime
+) -> ExportHeader:
+    """Validate the draft header into the document header; refuses invalid data clearly."""
+    try:
+        ship_to = dict(draft.ship_to)
+        return ExportHeader(
+            export=ExportInfo(
+                export_id=export_id, attempt=attempt, created_at=rfc3339_utc(created_at)
+            ),
+            org_id=draft.org_id,
+            order=OrderInfo(
+                draft_order_id=draft.id,
+                customer_po_number=draft.customer_po_number,
+                customer=Customer(
+                    erp_customer_number=draft.customer_erp_number, name=draft.customer_name
+                ),
+                order_date=draft.order_date.isoformat(),
+                requested_delivery_date=iso_date(draft.requested_delivery_date),
+                currency=draft.currency,
+                ship_to=ShipTo(**ship_to),
+                notes=draft.notes,
+                approved_at=None if draft.approved_at is None else rfc3339_utc(draft.approved_at),
+            ),
+        )
+    except (ValidationError, TypeError) as exc:
+        raise DraftRefused(f"draft {draft.org_id}:{draft.id} header is invalid: {exc}") from exc
+
+
+def build_line(line: DraftLine) -> tuple[ExportLine, Decimal]:
+    """Validate one draft line into a document line; returns it with its rounded total."""
+    try:
+        if not line.quantity > 0:
+            raise ValueError(f"quantity must be > 0, got {line.quantity}")
+        if line.unit_price < 0:
+            raise ValueError(f"unit_price must be >= 0, got {line.unit_price}")
+        with localcontext(_DECIMAL_CONTEXT):
+            total = (line.quantity * line.unit_price).quantize(_SCALE_2)
+        exported = ExportLine(
+            line_no=line.line_no,
+            erp_item_number=line.erp_item_number,
+            customer_item_number=line.customer_item_number,
+            description=line.description,
+            quantity=fixed(line.quantity, 4),
+            uom=line.uom,
+            unit_price=fixed(line.unit_price, 4),
+            line_total=fixed(total, 2),
+            requested_delivery_date=iso_date(line.requested_delivery_date),
+        )
+    except (ValidationError, ValueError, TypeError, InvalidOperation) as exc:
+        raise DraftRefused(f"line {line.line_no} is invalid: {exc}") from exc
+    return exported, total
+
+
+class _CountingHasher:
+    """Wraps a binary stream: counts and hashes every byte written through it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data)
+        self._sha.update(data)
+        self.size += len(data)
+
+    @property
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+def _dump(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode("utf-8")
+
+
+def write_document(
+    stream: BinaryIO, header: ExportHeader, lines: Iterable[DraftLine]
+) -> DocumentStats:
+    """Write one document to ``stream`` line by line; the only way documents are produced.
+
+    Lines must come in ``line_no`` order 1..n. The output is compact JSON with one order line per
+    text line, UTF-8 without BOM, ending in a newline.
+    """
+    out = _CountingHasher(stream)
+    out.write(b'{"schema_version":"' + SCHEMA_VERSION.encode() + b'","export":')
+    out.write(_dump(header.export))
+    out.write(b',"org_id":' + json.dumps(header.org_id).encode() + b',"order":')
+    out.write(_dump(header.order))
+    out.write(b',"lines":[')
+    net = Decimal(0)
+    count = 0
+    for line in lines:
+        if line.line_no != count + 1:
+            raise DraftRefused(
+                f"line numbers must run 1..n without gaps; expected {count + 1}, got {line.line_no}"
+            )
+        exported, total = build_line(line)
+        out.write(b"\n" if count == 0 else b",\n")
+        out.write(_dump(exported))
+        with localcontext(_DECIMAL_CONTEXT):
+            net += total
+        count += 1
+    if count == 0:
+        raise DraftRefused(f"draft {header.org_id}:{header.order.draft_order_id} has no lines")
+    totals = Totals(line_count=count, net_amount=fixed(net, 2), currency=header.order.currency)
+    out.write(b'\n],"totals":')
+    out.write(_dump(totals))
+    out.write(b"}\n")
+    return DocumentStats(
+        sha256=out.hexdigest, byte_size=out.size, line_count=count, net_amount=totals.net_amount
+    )
+
+
+def parse_document(data: bytes) -> ExportDocument:
+    """Parse and validate a complete document (used by checks and tests, never on the hot path)."""
+    return ExportDocument.model_validate_json(data, strict=False)
+
+
+def document_dict(data: bytes) -> dict[str, Any]:
+    return json.loads(data)

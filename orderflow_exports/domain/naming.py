@@ -1,0 +1,105 @@
+"""Id rule, partition keys, dropzone file names and archive keys (CONTRACT §1, §4, §7, §8)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from orderflow_exports.domain.errors import InvalidIdentifier
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+PARTITION_SEPARATOR = ":"
+TEMP_PREFIX = "."
+TEMP_SUFFIX = ".tmp"
+FILE_SUFFIX = ".json"
+
+
+def validate_id(value: object, what: str = "id") -> str:
+    """Return ``value`` if it satisfies the id rule, else raise :class:`InvalidIdentifier`.
+
+    Ids end up in file names, storage keys and Dagster partition keys, so nothing is sanitised:
+    a bad id is refused with the reason.
+    """
+    if not isinstance(value, str):
+        raise InvalidIdentifier(f"{what} must be a string, got {type(value).__name__}")
+    if not ID_PATTERN.fullmatch(value):
+        raise InvalidIdentifier(
+            f"{what} {value!r} is not allowed: it must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}$ "
+            "(letters, digits, '_' and '-', at most 64 characters, not starting with '_' or '-')"
+        )
+    return value
+
+
+@dataclass(frozen=True, order=True)
+class DraftRef:
+    """Identifies one draft of one org; its string form is the Dagster partition key."""
+
+    org_id: str
+    draft_order_id: str
+
+    def __post_init__(self) -> None:
+        validate_id(self.org_id, "org_id")
+        validate_id(self.draft_order_id, "draft_order_id")
+
+    @property
+    def partition_key(self) -> str:
+        return f"{self.org_id}{PARTITION_SEPARATOR}{self.draft_order_id}"
+
+    @classmethod
+    def from_partition_key(cls, key: str) -> DraftRef:
+        org_id, sep, draft_id = key.partition(PARTITION_SEPARATOR)
+        if not sep:
+            raise InvalidIdentifier(
+                f"partition key {key!r} is not of the form '<org_id>:<draft_order_id>'"
+            )
+        return cls(org_id, draft_id)
+
+    def __str__(self) -> str:
+        return self.partition_key
+
+
+def compact_timestamp(moment: datetime) -> str:
+    """``YYYYMMDDTHHMMSSZ`` in UTC, as used in file names."""
+    return _as_utc(moment).strftime("%Y%m%dT%H%M%SZ")
+
+
+def export_filename(ref: DraftRef, created_at: datetime, export_id: str) -> str:
+    """The final dropzone file name (CONTRACT §4)."""
+    return (
+        f"{ref.org_id}_{ref.draft_order_id}_{compact_timestamp(created_at)}_{export_id}"
+        f"{FILE_SUFFIX}"
+    )
+
+
+def temp_filename(final_name: str) -> str:
+    """The name a file has while it is written: a dot-file with a ``.tmp`` suffix."""
+    if "/" in final_name or not final_name:
+        raise InvalidIdentifier(f"not a plain file name: {final_name!r}")
+    return f"{TEMP_PREFIX}{final_name}{TEMP_SUFFIX}"
+
+
+def is_our_temp_file(name: str) -> bool:
+    """True for temp names this connector creates (and may sweep when stale)."""
+    return (
+        name.startswith(TEMP_PREFIX)
+        and name.endswith(FILE_SUFFIX + TEMP_SUFFIX)
+        and len(name) > len(TEMP_PREFIX + FILE_SUFFIX + TEMP_SUFFIX)
+    )
+
+
+def archive_key(prefix: str, ref: DraftRef, export_id: str) -> str:
+    """``{prefix}/{org_id}/{draft_order_id}/{export_id}.json`` (CONTRACT §7).
+
+    The org id comes from the :class:`DraftRef` (the partition), never from a document.
+    """
+    validate_id(export_id, "export_id")
+    parts = [p for p in prefix.strip("/").split("/") if p]
+    parts += [ref.org_id, ref.draft_order_id, f"{export_id}{FILE_SUFFIX}"]
+    return "/".join(parts)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC)

@@ -1,0 +1,163 @@
+"""The ports: small Protocols the application needs, implemented by ``adapters``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from orderflow_exports.domain.drafts import DraftLine, DraftOrder
+from orderflow_exports.domain.naming import DraftRef
+from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
+from orderflow_exports.domain.status import ExportStatus
+
+
+class DraftSource(Protocol):
+    """Reads drafts from OrderFlow core (read-only)."""
+
+    def get_draft(self, ref: DraftRef) -> DraftOrder | None: ...
+
+    def iter_lines(self, ref: DraftRef, chunk_size: int = 1000) -> Iterator[DraftLine]:
+        """Lines in ``line_no`` order, fetched ``chunk_size`` at a time."""
+        ...
+
+    def find_unexported_approved(
+        self, limit: int, org_ids: list[str] | None = None
+    ) -> list[DraftOrder]:
+        """APPROVED drafts (of ``org_ids`` when given) with no ``erp_export`` row, oldest first."""
+        ...
+
+
+class ConnectorConfigs(Protocol):
+    """Reads and writes ``erp_connector_config``."""
+
+    def get(self, org_id: str) -> ConnectorConfig | None: ...
+
+    def list(self, *, enabled_only: bool = False) -> list[ConnectorConfig]: ...
+
+    def upsert(self, config: ConnectorConfig) -> None: ...
+
+
+class ExportLedger(Protocol):
+    """``erp_export``: one row per attempt; every status change is a compare-and-set."""
+
+    def get(self, export_id: str) -> ExportRecord | None: ...
+
+    def latest(self, ref: DraftRef) -> ExportRecord | None: ...
+
+    def create_pending(self, new: NewExport, *, supersede: str | None = None) -> ExportRecord:
+        """Insert a PENDING row; raises AlreadyInFlight when the draft has an active row.
+
+        ``supersede`` names a SENT export that a forced attempt replaces: it becomes FAILED
+        (``SUPERSEDED``) in the same transaction.
+        """
+        ...
+
+    def mark_sent(self, export_id: str, *, at: datetime) -> bool: ...
+
+    def mark_failed(
+        self,
+        export_id: str,
+        *,
+        expected: ExportStatus | tuple[ExportStatus, ...],
+        code: str,
+        message: str,
+        at: datetime,
+    ) -> bool: ...
+
+    def mark_acked(
+        self,
+        export_id: str,
+        *,
+        expected: ExportStatus | tuple[ExportStatus, ...],
+        erp_order_number: str | None,
+        at: datetime,
+    ) -> bool: ...
+
+    def list(
+        self,
+        *,
+        org_id: str | None = None,
+        status: ExportStatus | None = None,
+        limit: int = 100,
+    ) -> list[ExportRecord]: ...
+
+    def sent_before(self, org_id: str, cutoff: datetime, limit: int) -> list[ExportRecord]:
+        """SENT exports of ``org_id`` whose ``sent_at`` is older than ``cutoff``."""
+        ...
+
+
+class DropzoneSession(Protocol):
+    """An open connection to one dropzone server (or the local file system)."""
+
+    def publish(self, folder: str, final_name: str, source: Path, expected_size: int) -> str:
+        """Atomically place ``source`` at ``folder/final_name``; never replaces a file.
+
+        Writes ``.{final_name}.tmp`` first, checks its size, then renames. Returns the full
+        path. Raises ExportError (classified) on any failure, leaving no temp file behind.
+        """
+        ...
+
+    def exists(self, folder: str, name: str) -> bool: ...
+
+    def sweep_stale_temps(self, folder: str, older_than: timedelta) -> list[str]:
+        """Remove our temp files older than ``older_than``; returns their names."""
+        ...
+
+    def list_files(self, folder: str) -> list[str]:
+        """Plain file names in ``folder`` (no sub-folders), sorted."""
+        ...
+
+    def read_file(self, folder: str, name: str, max_bytes: int) -> bytes:
+        """The file's bytes; raises ExportError(IO) when it is larger than ``max_bytes``."""
+        ...
+
+    def move_file(self, folder: str, name: str, subfolder: str) -> str:
+        """Move ``folder/name`` into ``folder/subfolder/`` (created when missing).
+
+        Never overwrites: when the target exists, a suffix keeps both. Returns the new path.
+        """
+        ...
+
+    def write_file(self, folder: str, name: str, data: bytes) -> str:
+        """Write a small file atomically (temp then rename); used for error reasons."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class DropzoneConnector(Protocol):
+    """Opens dropzone sessions; one per endpoint, reused for the whole run."""
+
+    def session_for(self, config: ConnectorConfig) -> DropzoneSession: ...
+
+    def discard(self, config: ConnectorConfig) -> None:
+        """Forget (and close) the session of ``config``'s endpoint, e.g. after it broke."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ExportStore(Protocol):
+    """Archive of exported files at ``{prefix}/{org_id}/{draft_order_id}/{export_id}.json``."""
+
+    def key_for(self, ref: DraftRef, export_id: str) -> str: ...
+
+    def location(self, key: str) -> str:
+        """Human-readable location of ``key`` (``s3://bucket/key`` or a path); stored in rows."""
+        ...
+
+    def put_file(self, key: str, source: Path, *, sha256: str, export_id: str) -> None:
+        """Write once; the same bytes again succeed, different bytes raise ArchiveConflict."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+
+class RunLiveness(Protocol):
+    """Tells whether the run that owns a PENDING export may still be working on it."""
+
+    def is_active(self, run_id: str) -> bool: ...
