@@ -1,0 +1,198 @@
+"""erp_export on SQLite and PostgreSQL: migrations, inserts, compare-and-set, concurrency."""
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, inspect
+
+from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+from orderflow_exports.adapters.sql.engine import (
+    SchemaNotReady,
+    current_revision,
+    head_revision,
+    make_engine,
+    require_current_schema,
+    upgrade_schema,
+)
+from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+from orderflow_exports.domain.errors import AlreadyInFlight
+from orderflow_exports.domain.naming import DraftRef
+from orderflow_exports.domain.records import ConnectorConfig, NewExport
+from orderflow_exports.domain.status import ExportStatus
+
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+REF = DraftRef("acme", "D-1")
+
+
+def new_export(attempt: int = 1, ref: DraftRef = REF, **overrides: object) -> NewExport:
+    values: dict = dict(
+        id=str(uuid.uuid4()),
+        ref=ref,
+        attempt=attempt,
+        filename=f"{ref.org_id}_{ref.draft_order_id}_x.json",
+        dropzone_path="/dz/x.json",
+        storage_key="exports/acme/D-1/x.json",
+        content_sha256="0" * 64,
+        byte_size=10,
+        line_count=1,
+        forced=False,
+        dagster_run_id="run-1",
+        created_at=NOW,
+    )
+    values.update(overrides)
+    return NewExport(**values)
+
+
+def test_migrations_create_our_tables_and_the_partial_unique_index(engine: Engine) -> None:
+    inspector = inspect(engine)
+    assert {"erp_export", "erp_connector_config", "alembic_version"} <= set(
+        inspector.get_table_names()
+    )
+    indexes = {ix["name"]: ix for ix in inspector.get_indexes("erp_export")}
+    assert indexes["uq_erp_export_one_active_per_draft"]["unique"]
+    assert current_revision(engine) == head_revision()
+    upgrade_schema(engine)  # idempotent
+    require_current_schema(engine)
+
+
+def test_unmigrated_database_is_refused_clearly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(SchemaNotReady, match="orderflow-exports db upgrade"):
+        require_current_schema(engine)
+
+
+def test_pending_sent_acked_with_timestamps_in_utc(engine: Engine) -> None:
+    ledger = SqlExportLedger(engine)
+    record = ledger.create_pending(new_export())
+    assert record.status is ExportStatus.PENDING
+    assert ledger.mark_sent(record.id, at=NOW + timedelta(seconds=1))
+    assert ledger.mark_acked(
+        record.id, expected=ExportStatus.SENT, erp_order_number="SO-1", at=NOW + timedelta(hours=1)
+    )
+    stored = ledger.get(record.id)
+    assert stored is not None
+    assert stored.status is ExportStatus.ACKED
+    assert stored.erp_order_number == "SO-1"
+    assert stored.sent_at == NOW + timedelta(seconds=1)
+    assert stored.acked_at is not None and stored.acked_at.tzinfo is not None
+
+
+def test_replayed_and_stale_transitions_change_nothing(engine: Engine) -> None:
+    ledger = SqlExportLedger(engine)
+    record = ledger.create_pending(new_export())
+    assert ledger.mark_sent(record.id, at=NOW)
+    assert not ledger.mark_sent(record.id, at=NOW + timedelta(days=1))  # replay
+    assert ledger.mark_failed(
+        record.id, expected=ExportStatus.SENT, code="ERP_REJECTED", message="no", at=NOW
+    )
+    # A late ACK for a FAILED export: compare-and-set on SENT finds nothing.
+    assert not ledger.mark_acked(
+        record.id, expected=(ExportStatus.PENDING, ExportStatus.SENT), erp_order_number="X", at=NOW
+    )
+    stored = ledger.get(record.id)
+    assert stored is not None and stored.status is ExportStatus.FAILED
+    assert stored.erp_order_number is None and stored.sent_at == NOW
+
+
+def test_only_one_active_export_per_draft(engine: Engine) -> None:
+    ledger = SqlExportLedger(engine)
+    first = ledger.create_pending(new_export(1))
+    with pytest.raises(AlreadyInFlight, match="already in flight"):
+        ledger.create_pending(new_export(2))
+    ledger.mark_sent(first.id, at=NOW)
+    with pytest.raises(AlreadyInFlight):
+        ledger.create_pending(new_export(2))
+    ledger.mark_failed(first.id, expected=ExportStatus.SENT, code="X", message="x", at=NOW)
+    second = ledger.create_pending(new_export(2))
+    assert ledger.latest(REF) == second
+    # Other drafts are independent.
+    ledger.create_pending(new_export(1, ref=DraftRef("acme", "D-2")))
+    ledger.create_pending(new_export(1, ref=DraftRef("globex", "D-1")))
+
+
+def test_forced_attempt_supersedes_a_sent_export_atomically(engine: Engine) -> None:
+    ledger = SqlExportLedger(engine)
+    first = ledger.create_pending(new_export(1))
+    ledger.mark_sent(first.id, at=NOW)
+    forced = ledger.create_pending(new_export(2, forced=True), supersede=first.id)
+    old = ledger.get(first.id)
+    assert old is not None and old.status is ExportStatus.FAILED
+    assert old.error_code == "SUPERSEDED" and forced.id in (old.error_message or "")
+    assert forced.forced and forced.status is ExportStatus.PENDING
+
+
+def test_concurrent_inserts_for_one_draft_leave_exactly_one_active_row(engine: Engine) -> None:
+    ledger = SqlExportLedger(engine)
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def attempt(n: int) -> None:
+        barrier.wait()
+        try:
+            ledger.create_pending(new_export(1, id=str(uuid.uuid4()), dagster_run_id=f"r{n}"))
+            outcomes.append("inserted")
+        except AlreadyInFlight:
+            outcomes.append("in flight")
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["in flight"] * 3 + ["inserted"]
+    active = [r for r in ledger.list(org_id="acme") if r.status.is_active]
+    assert len(active) == 1
+
+
+def test_list_filters_and_deadline_query(engine: Engine) -> None:
+    ledger = SqlExportLedger(engine)
+    a = ledger.create_pending(new_export(1, ref=DraftRef("acme", "A")))
+    b = ledger.create_pending(new_export(1, ref=DraftRef("acme", "B")))
+    g = ledger.create_pending(new_export(1, ref=DraftRef("globex", "G")))
+    ledger.mark_sent(a.id, at=NOW - timedelta(days=2))
+    ledger.mark_sent(b.id, at=NOW)
+    ledger.mark_sent(g.id, at=NOW - timedelta(days=2))
+    assert [r.id for r in ledger.sent_before("acme", NOW - timedelta(days=1), 10)] == [a.id]
+    assert {r.id for r in ledger.list(org_id="acme", status=ExportStatus.SENT)} == {a.id, b.id}
+    assert ledger.list(org_id="nobody") == []
+
+
+def test_connector_configs_round_trip(engine: Engine) -> None:
+    configs = SqlConnectorConfigs(engine)
+    sftp = ConnectorConfig(
+        org_id="acme",
+        transport="sftp",
+        export_path="/in",
+        ack_path="/out",
+        host="h",
+        port=2222,
+        username="u",
+        host_key="SHA256:abc",
+        private_key_ref="env:KEY",
+    )
+    configs.upsert(sftp)
+    configs.upsert(
+        ConnectorConfig(
+            org_id="off", transport="local", export_path="/a", ack_path="/b", enabled=False
+        )
+    )
+    assert configs.get("acme") == sftp
+    assert [c.org_id for c in configs.list(enabled_only=True)] == ["acme"]
+    assert [c.org_id for c in configs.list()] == ["acme", "off"]
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"transport": "ftp"}, "transport"),
+        ({"transport": "sftp"}, "needs host"),
+        ({"private_key_ref": "AAAA-the-key-itself"}, "env:"),
+        ({"org_id": "a/b"}, "not allowed"),
+    ],
+)
+def test_connector_config_rejects_unsafe_values(kwargs: dict, message: str) -> None:
+    values = {"org_id": "acme", "transport": "local", "export_path": "/a", "ack_path": "/b"}
+    with pytest.raises(ValueError, match=message):
+        ConnectorConfig(**{**values, **kwargs})
