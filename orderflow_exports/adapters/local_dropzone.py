@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -27,6 +28,12 @@ def classify_os_error(exc: OSError, action: str) -> ExportError:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return ExportError(ExportError.CONFIG, message, transient=False)
     return ExportError(ExportError.IO, message, transient=True)
+
+
+def _remove_quietly(path: Path) -> None:
+    """Best-effort cleanup: the error that brought us here matters more than this one."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -77,12 +84,12 @@ class LocalDropzoneSession:
             except OSError as exc:
                 raise classify_os_error(exc, f"writing {final}") from exc
         finally:
-            temp.unlink(missing_ok=True)
+            _remove_quietly(temp)
         return str(final)
 
     @staticmethod
     def _write_temp(source: Path, temp: Path, expected_size: int) -> None:
-        temp.unlink(missing_ok=True)  # a leftover of this very export from a crashed run
+        _remove_quietly(temp)  # a leftover of this very export from a crashed run
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
             shutil.copyfileobj(src, out, _COPY_CHUNK)
@@ -163,7 +170,7 @@ class LocalDropzoneSession:
             temp.write_bytes(data)
             os.replace(temp, final)
         finally:
-            temp.unlink(missing_ok=True)
+            _remove_quietly(temp)
         return str(final)
 
     def close(self) -> None:

@@ -40,6 +40,7 @@ def test_domain_imports_only_domain_from_this_project() -> None:
     for path in Path(domain.__file__).parent.glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                if node.module.startswith("orderflow_exports"):
-                    assert node.module.startswith("orderflow_exports.domain"), (path, node.module)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "orderflow_exports"
+            ):
+                assert (node.module or "").startswith("orderflow_exports.domain"), path
