@@ -54,7 +54,7 @@ class ExportInfo(_Strict):
     export_id: Uuid
     attempt: int = Field(ge=1)
     created_at: UtcTimestamp
-    connector: Literal["DROPZONE_JSON_V1"] = CONNECTOR_TYPE
+    connector: Literal["DROPZONE_JSON_V1"] = "DROPZONE_JSON_V1"
 
 
 class Customer(_Strict):
@@ -123,7 +123,7 @@ class ExportDocument(_Strict):
         },
     )
 
-    schema_version: Literal["orderflow_export_json_v1"] = SCHEMA_VERSION
+    schema_version: Literal["orderflow_export_json_v1"] = "orderflow_export_json_v1"
     export: ExportInfo
     org_id: Identifier
     order: OrderInfo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,7 +35,7 @@ class ConnectorConfigs(Protocol):
 
     def get(self, org_id: str) -> ConnectorConfig | None: ...
 
-    def list(self, *, enabled_only: bool = False) -> list[ConnectorConfig]: ...
+    def list(self, *, enabled_only: bool = False) -> builtins.list[ConnectorConfig]: ...
 
     def upsert(self, config: ConnectorConfig) -> None: ...
 
@@ -81,9 +82,9 @@ class ExportLedger(Protocol):
         org_id: str | None = None,
         status: ExportStatus | None = None,
         limit: int = 100,
-    ) -> list[ExportRecord]: ...
+    ) -> builtins.list[ExportRecord]: ...
 
-    def sent_before(self, org_id: str, cutoff: datetime, limit: int) -> list[ExportRecord]:
+    def sent_before(self, org_id: str, cutoff: datetime, limit: int) -> builtins.list[ExportRecord]:
         """SENT exports of ``org_id`` whose ``sent_at`` is older than ``cutoff``."""
         ...
 

@@ -1,5 +1,6 @@
 """The local dropzone: atomic publish, never replace, no temp left, sweep, idempotent moves."""
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -93,10 +94,8 @@ def test_watcher_never_sees_a_partial_file_under_a_final_name(tmp_path: Path, ou
         while not stop.is_set():
             for name in os.listdir(outbox):
                 if not name.startswith("."):
-                    try:
+                    with contextlib.suppress(FileNotFoundError):
                         seen_sizes.append((outbox / name).stat().st_size)
-                    except FileNotFoundError:
-                        pass
 
     watcher = threading.Thread(target=watch)
     watcher.start()

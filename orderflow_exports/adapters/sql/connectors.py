@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -25,7 +26,7 @@ class SqlConnectorConfigs:
             row = conn.execute(query).first()
         return None if row is None else self._config(row._mapping)
 
-    def list(self, *, enabled_only: bool = False) -> list[ConnectorConfig]:
+    def list(self, *, enabled_only: bool = False) -> builtins.list[ConnectorConfig]:
         query = select(erp_connector_config).order_by(erp_connector_config.c.org_id)
         if enabled_only:
             query = query.where(erp_connector_config.c.enabled.is_(True))

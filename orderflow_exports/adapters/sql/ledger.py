@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import builtins
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ def _statuses(expected: ExportStatus | tuple[ExportStatus, ...]) -> list[str]:
     return [str(s) for s in ((expected,) if isinstance(expected, ExportStatus) else expected)]
 
 
-def _record(row: Mapping[str, Any]) -> ExportRecord:
+def _record(row: Any) -> ExportRecord:
     values = dict(row)
     values["status"] = ExportStatus(values["status"])
     return ExportRecord(**values)
@@ -55,7 +55,7 @@ class SqlExportLedger:
         return None if row is None else _record(row._mapping)
 
     def create_pending(self, new: NewExport, *, supersede: str | None = None) -> ExportRecord:
-        values = {
+        values: dict[str, Any] = {
             "id": new.id,
             "org_id": new.ref.org_id,
             "draft_order_id": new.ref.draft_order_id,
@@ -177,7 +177,7 @@ class SqlExportLedger:
         org_id: str | None = None,
         status: ExportStatus | None = None,
         limit: int = 100,
-    ) -> list[ExportRecord]:
+    ) -> builtins.list[ExportRecord]:
         query = select(erp_export).order_by(erp_export.c.created_at.desc(), erp_export.c.id)
         if org_id is not None:
             query = query.where(erp_export.c.org_id == org_id)
@@ -186,7 +186,7 @@ class SqlExportLedger:
         with self._engine.connect() as conn:
             return [_record(row._mapping) for row in conn.execute(query.limit(limit))]
 
-    def sent_before(self, org_id: str, cutoff: datetime, limit: int) -> list[ExportRecord]:
+    def sent_before(self, org_id: str, cutoff: datetime, limit: int) -> builtins.list[ExportRecord]:
         query = (
             select(erp_export)
             .where(
