@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol, cast
+from typing import Literal, Protocol
 
 from orderflow_exports.domain.acks import (
     ACK_TIMEOUT,
@@ -141,6 +141,7 @@ class AckPassSummary:
     deferred: int = 0  # candidate files left for the next pass (bounds)
     failure: str | None = None  # why the pass stopped early (transient: the next pass retries)
     deadline_checked: bool = False
+    not_reached: bool = False  # the pass's time budget ran out before this org's turn
 
     def _of(self, kind: OutcomeKind) -> list[AckOutcome]:
         return [o for o in self.outcomes if o.kind == kind]
@@ -178,6 +179,8 @@ class AckPassSummary:
             parts.append(f"{self.deferred} left for the next pass")
         if self.failure:
             parts.append(f"stopped early: {self.failure}")
+        if self.not_reached:
+            return f"org {self.org_id}: not reached, time budget used up; next pass"
         return ", ".join(parts)
 
 
@@ -222,6 +225,10 @@ class AckProcessor:
         for config in configs:
             if not config.enabled:
                 continue
+            if self._over_budget(started):
+                # Opening a session can take seconds; later orgs wait for the next pass.
+                summaries.append(AckPassSummary(config.org_id, not_reached=True))
+                continue
             summaries.append(self.process_org(config, connector, started=started))
         return summaries
 
@@ -235,7 +242,7 @@ class AckProcessor:
         """Open the org's dropzone session, process its ack folder, then its deadline."""
         try:
             session = connector.session_for(config)
-        except ExportError as exc:
+        except Exception as exc:  # noqa: BLE001 - one org's broken config must not stop the rest
             # Without the folder we cannot know whether acks are waiting: no timeouts either.
             summary = AckPassSummary(config.org_id, failure=f"cannot open dropzone: {exc}")
             self._log.warning("ack pass for org %s: %s", config.org_id, summary.failure)
@@ -487,11 +494,8 @@ class AckProcessor:
         now = self._clock()
         cutoff = ack_deadline_cutoff(now, config.ack_deadline_seconds)
         expired = []
-        # cast: inside ExportLedger, the method named ``list`` shadows the builtin in the
-        # annotation of sent_before, so type checkers see no list there.
-        overdue = cast(
-            "Sequence[ExportRecord]",
-            self._ledger.sent_before(config.org_id, cutoff, self._settings.max_timeouts_per_org),
+        overdue = self._ledger.sent_before(
+            config.org_id, cutoff, self._settings.max_timeouts_per_org
         )
         for record in overdue:
             message = ack_timeout_message(record, config.ack_deadline_seconds)

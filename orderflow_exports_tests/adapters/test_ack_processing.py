@@ -1,4 +1,8 @@
-"""AckProcessor over real adapters: the SQL ledger and real dropzone folders (CONTRACT §5, §6)."""
+"""AckProcessor over real adapters (CONTRACT §5, §6).
+
+The SQL ledger on SQLite and PostgreSQL, and ack folders on the local file system and over SFTP
+to a real OpenSSH server.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ import pytest
 from sqlalchemy import Engine
 
 from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
-from orderflow_exports.adapters.sql.engine import make_engine, upgrade_schema
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.application.ack_processing import (
     ERROR_NOTE_SUFFIX,
@@ -28,6 +31,7 @@ from orderflow_exports.domain.naming import DraftRef, export_filename
 from orderflow_exports.domain.ports import DropzoneSession
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
 from orderflow_exports.domain.status import ExportStatus
+from orderflow_exports_tests.support.sshd import SshdServer
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -37,31 +41,30 @@ DAY = timedelta(days=1)
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'orderflow.db'}")
-    upgrade_schema(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def ledger(engine: Engine) -> SqlExportLedger:
+    """The SQL ledger on SQLite and on PostgreSQL (``engine`` comes from conftest)."""
     return SqlExportLedger(engine)
 
 
 @dataclass
 class Zone:
-    """A dropzone root reachable by a session and, for assertions, as a local folder."""
+    """A dropzone root reachable by a session and, for assertions, as a local folder.
+
+    Over SFTP the server runs on this machine, so its paths are local paths too.
+    """
 
     session: DropzoneSession
     root: Path
     transport: str
+    sshd: SshdServer | None = None
 
     def config(self, org_id: str, **overrides: Any) -> ConnectorConfig:
         ack = self.root / org_id / "acks"
         out = self.root / org_id / "orders"
         ack.mkdir(parents=True, exist_ok=True)
         out.mkdir(parents=True, exist_ok=True)
+        if self.sshd is not None:
+            return self.sshd.connector_config(org_id, str(out), str(ack), **overrides)
         return ConnectorConfig(
             org_id=org_id, transport="local", export_path=str(out), ack_path=str(ack), **overrides
         )
@@ -73,13 +76,24 @@ class Zone:
         return path
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "sftp"])
 def zone(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Zone]:
-    root = tmp_path / "dropzones"
+    """The same tests over the local dropzone and over SFTP to the private sshd."""
+    if request.param == "local":
+        root = tmp_path / "dropzones"
+        root.mkdir()
+        local = LocalDropzoneSession()
+        yield Zone(local, root, "local")
+        local.close()
+        return
+    from orderflow_exports.adapters.sftp_dropzone import SftpSettings, open_sftp_session
+
+    sshd: SshdServer = request.getfixturevalue("sshd_server")
+    root = sshd.root / tmp_path.name
     root.mkdir()
-    session = LocalDropzoneSession()
-    yield Zone(session, root, request.param)
-    session.close()
+    sftp = open_sftp_session(sshd.connector_config("probe", str(root), str(root)), SftpSettings())
+    yield Zone(sftp, root, "sftp", sshd)
+    sftp.close()
 
 
 def processor(ledger: SqlExportLedger, **settings: Any) -> AckProcessor:
