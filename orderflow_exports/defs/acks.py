@@ -1,0 +1,423 @@
+"""The ack loop in Dagster: ``erp_ack_sensor``, ``process_acks_job`` and the ``erp_ack`` check.
+
+Wiring only: the pass itself is :class:`~orderflow_exports.application.ack_processing.AckProcessor`.
+Each applied (or replayed) ack and each ack timeout becomes an ``AssetObservation`` and an
+``erp_ack`` ``AssetCheckEvaluation`` on the export's ``export_json`` partition, so the UI shows
+per draft whether the ERP took the order.
+
+The sensor stays well inside the daemon's 60 s evaluation timeout: files per org are bounded and
+the pass stops starting new work after ``sensor_time_budget_seconds``. A tick that still fails
+or times out loses nothing but its events: the next tick finds rows already changed (replays,
+which are reported again) and files already moved.
+"""
+
+# No ``from __future__ import annotations``: Dagster reads the context and resource annotations.
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from orderflow_exports.application.ack_processing import (
+    AckOutcome,
+    AckPassSummary,
+    AckProcessor,
+    AckSettings,
+    AckTimeout,
+)
+from orderflow_exports.defs.partitions import approved_drafts_partitions
+from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource
+from orderflow_exports.domain.acks import ACK_TIMEOUT, DEFAULT_MAX_ACK_BYTES
+from orderflow_exports.domain.errors import OrderflowError
+from orderflow_exports.domain.naming import DraftRef
+from orderflow_exports.domain.records import ConnectorConfig, ExportRecord
+from orderflow_exports.domain.status import ExportStatus
+
+EXPORT_JSON = dg.AssetKey("export_json")
+ERP_ACK_CHECK = "erp_ack"
+ACK_PROCESSING_RESOURCE_KEY = "ack_processing"
+
+AckEvent = dg.AssetObservation | dg.AssetCheckEvaluation
+
+
+class AckProcessingResource(dg.ConfigurableResource):
+    """Bounds of one ack pass (sensor tick or ``process_acks_job`` run).
+
+    The ack deadline itself is per org: ``erp_connector_config.ack_deadline_seconds``.
+    """
+
+    max_files_per_org: int = Field(
+        default=100,
+        ge=1,
+        description="Ack files handled per org and pass; the rest waits for the next pass.",
+    )
+    max_ack_bytes: int = Field(
+        default=DEFAULT_MAX_ACK_BYTES,
+        ge=1,
+        description="Larger ack files are moved to error/ unread.",
+    )
+    max_timeouts_per_org: int = Field(
+        default=500, ge=1, description="SENT exports expired (ACK_TIMEOUT) per org and pass."
+    )
+    sensor_time_budget_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A sensor tick starts no new file or org after this long; the daemon "
+        "kills an evaluation at 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS).",
+    )
+
+    def settings(self, *, time_budget_seconds: float | None) -> AckSettings:
+        return AckSettings(
+            max_files_per_org=self.max_files_per_org,
+            max_bytes=self.max_ack_bytes,
+            max_timeouts_per_org=self.max_timeouts_per_org,
+            time_budget_seconds=time_budget_seconds,
+        )
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def _clean(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metadata.items() if v is not None}
+
+
+def _outcome_metadata(outcome: AckOutcome) -> dict[str, Any]:
+    return _clean(
+        {
+            "ack_outcome": outcome.kind,
+            "export_id": outcome.export_id,
+            "status": str(outcome.status) if outcome.status else None,
+            "erp_order_number": outcome.erp_order_number,
+            "error_code": outcome.error_code,
+            "error_message": outcome.error_message,
+            "ack_file": outcome.file_name,
+            "moved_to": outcome.moved_to,
+            "erp_received_at": outcome.received_at.isoformat() if outcome.received_at else None,
+            "reject_reason": outcome.reason if outcome.kind == "rejected" else None,
+        }
+    )
+
+
+def _outcome_events(outcome: AckOutcome) -> list[AckEvent]:
+    partition = outcome.partition_key
+    if partition is None:
+        # Malformed, unknown or another org's export: no partition of this org to report on.
+        return []
+    metadata = _outcome_metadata(outcome)
+    if outcome.kind == "rejected":
+        # A contradicting ack changes nothing; the observation makes it visible on the draft.
+        description = f"ERP ack {outcome.file_name} not applied: {outcome.reason}"
+        return [
+            dg.AssetObservation(
+                asset_key=EXPORT_JSON,
+                description=description,
+                metadata=metadata,
+                partition=partition,
+            )
+        ]
+    if outcome.kind not in ("applied", "replayed"):
+        return []
+    acked = outcome.status is ExportStatus.ACKED
+    description = (
+        f"ERP acknowledged export {outcome.export_id} as {outcome.erp_order_number or '-'}"
+        if acked
+        else f"ERP rejected export {outcome.export_id}: {outcome.error_message or ''}"
+    )
+    return [
+        dg.AssetObservation(
+            asset_key=EXPORT_JSON, description=description, metadata=metadata, partition=partition
+        ),
+        dg.AssetCheckEvaluation(
+            asset_key=EXPORT_JSON,
+            check_name=ERP_ACK_CHECK,
+            passed=acked,
+            metadata=metadata,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=description,
+            partition=partition,
+        ),
+    ]
+
+
+def _timeout_events(timeout: AckTimeout) -> list[AckEvent]:
+    metadata = _clean(
+        {
+            "ack_outcome": "timeout",
+            "export_id": timeout.export_id,
+            "status": str(ExportStatus.FAILED),
+            "error_code": ACK_TIMEOUT,
+            "error_message": timeout.message,
+            "sent_at": timeout.sent_at.isoformat() if timeout.sent_at else None,
+        }
+    )
+    description = f"export {timeout.export_id}: {timeout.message}"
+    return [
+        dg.AssetObservation(
+            asset_key=EXPORT_JSON,
+            description=description,
+            metadata=metadata,
+            partition=timeout.partition_key,
+        ),
+        dg.AssetCheckEvaluation(
+            asset_key=EXPORT_JSON,
+            check_name=ERP_ACK_CHECK,
+            passed=False,
+            metadata=metadata,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=description,
+            partition=timeout.partition_key,
+        ),
+    ]
+
+
+def ack_events(summaries: Iterable[AckPassSummary]) -> list[AckEvent]:
+    """The asset events of a pass, in the order things happened."""
+    events: list[AckEvent] = []
+    for summary in summaries:
+        for outcome in summary.outcomes:
+            events.extend(_outcome_events(outcome))
+        for timeout in summary.timeouts:
+            events.extend(_timeout_events(timeout))
+    return events
+
+
+def once_per_partition(instance: dg.DagsterInstance, events: list[AckEvent]) -> list[AckEvent]:
+    """Drop check evaluations Dagster could not store; observations are always kept.
+
+    Dagster 1.13 stores a run-less partitioned check evaluation under run_id '' in
+    ``asset_check_executions``, whose unique index (asset_key, check_name, run_id, partition)
+    lets each partition have only one: a second one makes ``report_runless_asset_event`` raise
+    in the daemon and fails the tick. So a partition gets its erp_ack evaluation from the first
+    ack or timeout reported by the sensor (one per partition per tick); later changes (a replay,
+    a second attempt's ack) show as observations, and ``process_acks_job`` (run-based
+    evaluations, no such limit) or running the check reports them on the check too.
+    """
+    latest: dict[str, int] = {}
+    for index, event in enumerate(events):
+        if isinstance(event, dg.AssetCheckEvaluation) and event.partition is not None:
+            latest[event.partition] = index  # the newest state wins within one tick
+    kept: list[AckEvent] = []
+    for index, event in enumerate(events):
+        if (
+            isinstance(event, dg.AssetCheckEvaluation)
+            and event.partition is not None
+            and (
+                latest[event.partition] != index
+                or _has_runless_evaluation(instance, event.partition)
+            )
+        ):
+            continue
+        kept.append(event)
+    return kept
+
+
+def _has_runless_evaluation(instance: dg.DagsterInstance, partition: str) -> bool:
+    # PartitionKeyFilter is internal; the pinned Dagster version is what this is written for.
+    from dagster._core.event_api import PartitionKeyFilter
+
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(EXPORT_JSON, ERP_ACK_CHECK),
+        limit=1000,
+        partition_filter=PartitionKeyFilter(key=partition),
+    )
+    return any(not record.run_id for record in history)
+
+
+def _rotate(configs: Sequence[ConnectorConfig], after: str | None) -> list[ConnectorConfig]:
+    """Start after the org a previous tick ended with, so a slow org cannot starve later ones."""
+    ordered = sorted(configs, key=lambda c: c.org_id)
+    if not after:
+        return ordered
+    split = next((i for i, c in enumerate(ordered) if c.org_id > after), 0)
+    return ordered[split:] + ordered[:split]
+
+
+def run_ack_pass(
+    database: DatabaseResource,
+    dropzone: DropzoneResource,
+    ack_processing: AckProcessingResource,
+    log: Any,
+    *,
+    time_budget_seconds: float | None,
+    start_after: str | None = None,
+) -> list[AckPassSummary]:
+    """One pass over every enabled org, shared by the sensor and the job."""
+    configs = _rotate(database.connector_configs().list(enabled_only=True), start_after)
+    processor = AckProcessor(
+        database.ledger(),
+        ack_processing.settings(time_budget_seconds=time_budget_seconds),
+        log=log,
+    )
+    sessions = dropzone.sessions()
+    try:
+        summaries = processor.process_all(configs, sessions)
+    finally:
+        # A sensor's code server lives long: never leave SFTP connections open between ticks.
+        sessions.close()
+    for summary in summaries:
+        if summary.did_anything or summary.not_reached:
+            log.info(summary.describe())
+    return summaries
+
+
+# --- the sensor --------------------------------------------------------------------------------
+
+
+@dg.sensor(
+    name="erp_ack_sensor",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 60 s: applies the ERP's ack files of every enabled org (ACKED / FAILED), "
+    "moves them to processed/ or error/, and fails SENT exports past their org's ack deadline "
+    "(ACK_TIMEOUT). Reports each change on the export_json partition.",
+)
+def erp_ack_sensor(
+    context: dg.SensorEvaluationContext,
+    database: DatabaseResource,
+    dropzone: DropzoneResource,
+    ack_processing: AckProcessingResource,
+) -> dg.SensorResult | dg.SkipReason:
+    summaries = run_ack_pass(
+        database,
+        dropzone,
+        ack_processing,
+        context.log,
+        time_budget_seconds=ack_processing.sensor_time_budget_seconds,
+        start_after=context.cursor,
+    )
+    events = once_per_partition(context.instance, ack_events(summaries))
+    reached = [s for s in summaries if not s.not_reached]
+    # Next tick starts after the last org this one reached (rotation only matters when the
+    # budget ran out; otherwise every org was visited anyway).
+    cursor = reached[-1].org_id if reached and len(reached) < len(summaries) else None
+    problems = [s.describe() for s in summaries if s.failure or s.stuck or s.not_reached]
+    if not events:
+        if not summaries:
+            return dg.SkipReason("no enabled connector configs")
+        if problems:
+            return dg.SkipReason("no ack applied; " + "; ".join(problems))
+        rejected = sum(len(s.rejected) for s in summaries)
+        detail = f"; {rejected} rejected to error/" if rejected else ""
+        return dg.SkipReason(
+            f"no acks to apply and no exports past their deadline in {len(summaries)} "
+            f"org(s){detail}"
+        )
+    for problem in problems:
+        context.log.warning(problem)
+    return dg.SensorResult(asset_events=events, cursor=cursor)
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+@dg.op(
+    description="One ack pass over every enabled org: apply acks, move files, expire SENT "
+    "exports past their ack deadline. Fails when an org's dropzone could not be read."
+)
+def process_acks(
+    context: dg.OpExecutionContext,
+    database: DatabaseResource,
+    dropzone: DropzoneResource,
+    ack_processing: AckProcessingResource,
+) -> None:
+    summaries = run_ack_pass(
+        database, dropzone, ack_processing, context.log, time_budget_seconds=None
+    )
+    for event in ack_events(summaries):
+        context.log_event(event)  # type: ignore[arg-type]  # check evaluations are accepted too
+    applied = sum(len(s.applied) for s in summaries)
+    context.add_output_metadata(
+        {
+            "orgs": len(summaries),
+            "applied": applied,
+            "replayed": sum(len(s.replayed) for s in summaries),
+            "rejected": sum(len(s.rejected) for s in summaries),
+            "timed_out": sum(len(s.timeouts) for s in summaries),
+            "deferred": sum(s.deferred for s in summaries),
+        }
+    )
+    problems = [s.describe() for s in summaries if s.failure or s.stuck]
+    if problems:
+        # CI and operators run this job to be sure acks were read: say so when they were not.
+        raise dg.Failure(
+            description="ack pass incomplete: " + "; ".join(problems), allow_retries=True
+        )
+
+
+@dg.job(
+    name="process_acks_job",
+    description="One ack pass over every enabled org (what erp_ack_sensor does every 60 s): "
+    "dagster job execute -m orderflow_exports -j process_acks_job",
+    tags={"orderflow/kind": "acks"},
+)
+def process_acks_job() -> None:
+    process_acks()
+
+
+# --- the check -----------------------------------------------------------------------------------
+
+
+def _check_metadata(record: ExportRecord | None) -> dict[str, Any]:
+    if record is None:
+        return {"status": "NOT_EXPORTED"}
+    return _clean(
+        {
+            "export_id": record.id,
+            "status": str(record.status),
+            "erp_order_number": record.erp_order_number,
+            "error_code": record.error_code,
+            "error_message": record.error_message,
+            "sent_at": record.sent_at.isoformat() if record.sent_at else None,
+            "acked_at": record.acked_at.isoformat() if record.acked_at else None,
+        }
+    )
+
+
+@dg.asset_check(
+    asset=EXPORT_JSON,
+    name=ERP_ACK_CHECK,
+    partitions_def=approved_drafts_partitions,
+    blocking=False,
+    description="Has the ERP acknowledged the draft's latest export? Passed: ACKED. Failed "
+    "(error): FAILED by the ERP, by a transport error or by ACK_TIMEOUT. Failed (warning): "
+    "still waiting for the ack. Reported by erp_ack_sensor on every ack and timeout; "
+    "running the check reads the current erp_export row.",
+)
+def erp_ack(
+    context: dg.AssetCheckExecutionContext, database: DatabaseResource
+) -> dg.AssetCheckResult:
+    ledger = database.ledger()
+    rows: dict[str, ExportRecord | None] = {}
+    for key in context.partition_keys:
+        try:
+            rows[key] = ledger.latest(DraftRef.from_partition_key(key))
+        except OrderflowError:
+            rows[key] = None
+    statuses = {key: (str(r.status) if r else "NOT_EXPORTED") for key, r in rows.items()}
+    failed = [k for k, s in statuses.items() if s == ExportStatus.FAILED]
+    waiting = [k for k, s in statuses.items() if s != ExportStatus.ACKED and k not in failed]
+    passed = not failed and not waiting
+    severity = dg.AssetCheckSeverity.ERROR if failed else dg.AssetCheckSeverity.WARN
+    if len(rows) == 1:
+        [(key, record)] = rows.items()
+        metadata = _check_metadata(record)
+    else:
+        metadata = {"statuses": dg.MetadataValue.json(statuses)}
+    if passed:
+        description = "acknowledged by the ERP"
+    elif failed:
+        description = f"{len(failed)} export(s) FAILED: {', '.join(failed[:20])}"
+    else:
+        description = f"{len(waiting)} export(s) waiting for the ERP's ack"
+    return dg.AssetCheckResult(
+        passed=passed, severity=severity, metadata=metadata, description=description
+    )
+
+
+# What the Definitions need from this module (see the report to the lead).
+ack_sensors = [erp_ack_sensor]
+ack_jobs = [process_acks_job]
+ack_asset_checks = [erp_ack]
+ack_resources: dict[str, Any] = {ACK_PROCESSING_RESOURCE_KEY: AckProcessingResource()}
