@@ -32,6 +32,7 @@ from orderflow_exports.defs.acks import (
     ack_resources,
     ack_sensors,
     erp_ack_sensor,
+    once_per_partition,
 )
 from orderflow_exports.defs.partitions import approved_drafts_partitions
 from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource
@@ -121,11 +122,17 @@ def row(env: OrderflowEnv, export_id: str) -> ExportRecord:
     return record
 
 
-def check_evaluations(instance: dg.DagsterInstance) -> dict[str | None, list[bool]]:
+def check_evaluations(
+    instance: dg.DagsterInstance, run_id: str = ""
+) -> dict[str | None, list[bool]]:
+    """erp_ack results per partition, oldest first: the sensor's (run-less) or one run's.
+
+    Runs that execute the check itself (e.g. a materialization in the UI) are left out.
+    """
     history = instance.event_log_storage.get_asset_check_execution_history(CHECK_KEY, limit=100)
     found: dict[str | None, list[bool]] = {}
-    for record in reversed(history):  # oldest first
-        if record.event is None or record.event.dagster_event is None:
+    for record in reversed(history):
+        if record.run_id != run_id or record.event is None or record.event.dagster_event is None:
             continue
         data = record.event.dagster_event.event_specific_data
         if isinstance(data, dg.AssetCheckEvaluation):
@@ -313,6 +320,24 @@ def test_unreachable_dropzone_is_reported_not_raised(orderflow_env: OrderflowEnv
     assert "org globex" in (result.skip_message or "")
 
 
+def test_check_evaluations_are_reported_once_per_partition(orderflow_env: OrderflowEnv) -> None:
+    # Dagster 1.13 stores one run-less evaluation per partition; a second fails the tick.
+    def evaluation(partition: str, passed: bool) -> dg.AssetCheckEvaluation:
+        return dg.AssetCheckEvaluation(
+            asset_key=EXPORT_JSON, check_name=ERP_ACK_CHECK, passed=passed, partition=partition
+        )
+
+    observation = dg.AssetObservation(asset_key=EXPORT_JSON, partition="acme:D-1")
+    first = [evaluation("acme:D-1", False), observation, evaluation("acme:D-1", True)]
+    kept = once_per_partition(orderflow_env.instance, list(first))
+    assert kept == [observation, first[2]]  # the newest state of the tick wins
+    for event in kept:
+        orderflow_env.instance.report_runless_asset_event(event)
+
+    later = [evaluation("acme:D-1", False), evaluation("acme:D-2", True), observation]
+    assert once_per_partition(orderflow_env.instance, list(later)) == later[1:]
+
+
 # --- sensor over SFTP ----------------------------------------------------------------------------
 
 
@@ -385,7 +410,7 @@ def test_process_acks_job_applies_and_reports(orderflow_env: OrderflowEnv) -> No
     assert row(env, record.id).status is ExportStatus.ACKED
     kinds = [e.event_type_value for e in result.all_events]
     assert "ASSET_OBSERVATION" in kinds and "ASSET_CHECK_EVALUATION" in kinds
-    assert check_evaluations(env.instance) == {"acme:D-1": [True]}
+    assert check_evaluations(env.instance, result.run_id) == {"acme:D-1": [True]}
 
 
 def test_process_acks_job_fails_when_a_dropzone_is_unreachable(
