@@ -584,6 +584,8 @@ class BrokenConnector:
 
 
 class OneSession:
+    """A connector that hands out one given session and records discards."""
+
     def __init__(self, session: DropzoneSession) -> None:
         self.session = session
         self.discarded: list[str] = []
