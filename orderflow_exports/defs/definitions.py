@@ -2,6 +2,12 @@
 
 import dagster as dg
 
+from orderflow_exports.defs.acks import (
+    ack_asset_checks,
+    ack_jobs,
+    ack_resources,
+    ack_sensors,
+)
 from orderflow_exports.defs.assets import (
     EXPORT_ARCHIVE_IO_MANAGER_KEY,
     approved_drafts,
@@ -17,12 +23,14 @@ export_store = ExportStoreResource()
 
 defs = dg.Definitions(
     assets=[approved_drafts, export_json],
-    jobs=[export_drafts_job],
-    sensors=[approved_drafts_sensor],
+    asset_checks=ack_asset_checks,
+    jobs=[export_drafts_job, *ack_jobs],
+    sensors=[approved_drafts_sensor, *ack_sensors],
     resources={
         "database": database,
         "dropzone": DropzoneResource(),
         "export_store": export_store,
+        **ack_resources,
         EXPORT_ARCHIVE_IO_MANAGER_KEY: ExportArchiveIOManager(
             export_store=export_store, database=database
         ),
