@@ -1,7 +1,7 @@
 """``approved_drafts`` and ``export_json``: the export path as partitioned assets."""
 
 from collections import Counter
-from typing import Any
+from typing import Any, NoReturn
 
 import dagster as dg
 from pydantic import Field
@@ -28,6 +28,19 @@ EXPORT_RETRY_POLICY = dg.RetryPolicy(
 )
 
 
+# Run retries (dagster.yaml) re-launch runs that failed for a reason that may pass. A run that
+# failed for a permanent one (refused draft, host key, auth, permission, in flight) is tagged so
+# that the daemon does not launch it again only to fail the same way (and add FAILED rows).
+NO_RUN_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
+
+
+def _fail_permanently(
+    context: dg.AssetExecutionContext, description: str, metadata: dict[str, Any] | None = None
+) -> NoReturn:
+    context.instance.add_run_tags(context.run_id, NO_RUN_RETRY_TAGS)
+    raise dg.Failure(description=description, metadata=metadata, allow_retries=False)
+
+
 class TransientExportFailure(Exception):
     """Some exports of the run failed for reasons that may pass (connection, timeout)."""
 
@@ -51,13 +64,12 @@ def _partition_refs(context: dg.AssetExecutionContext) -> dict[str, DraftRef]:
         except OrderflowError as exc:
             invalid[key] = str(exc)
     if invalid:
-        raise dg.Failure(
-            description="invalid partition keys: "
-            + "; ".join(f"{k!r}: {v}" for k, v in invalid.items()),
-            allow_retries=False,
+        _fail_permanently(
+            context,
+            "invalid partition keys: " + "; ".join(f"{k!r}: {v}" for k, v in invalid.items()),
         )
     if not refs:
-        raise dg.Failure(description="the run selects no partition", allow_retries=False)
+        _fail_permanently(context, "the run selects no partition")
     return refs
 
 
@@ -86,10 +98,10 @@ def approved_drafts(
             "approved_at": draft.approved_at.isoformat() if draft.approved_at else None,
         }
     if refused:
-        raise dg.Failure(
-            description="refused: " + "; ".join(f"{k}: {v}" for k, v in refused.items()),
+        _fail_permanently(
+            context,
+            "refused: " + "; ".join(f"{k}: {v}" for k, v in refused.items()),
             metadata={"refused": dg.MetadataValue.json(refused)},
-            allow_retries=False,
         )
     if len(summary) == 1:
         return dg.MaterializeResult(metadata=next(iter(summary.values())))
@@ -157,7 +169,7 @@ def export_json(
         # What did go out is archived now: the failing step never reaches the IO manager.
         for outcome in outcomes.values():
             archive_outcome(store, outcome.ref, outcome, context.log)
-        _raise_for(failures, len(outcomes))
+        _raise_for(context, failures, len(outcomes))
     if len(outcomes) == 1:
         context.add_output_metadata(_outcome_metadata(next(iter(outcomes.values()))))
     else:
@@ -174,7 +186,9 @@ def export_json(
     return outcomes
 
 
-def _raise_for(failures: dict[str, OrderflowError], succeeded: int) -> None:
+def _raise_for(
+    context: dg.AssetExecutionContext, failures: dict[str, OrderflowError], succeeded: int
+) -> None:
     lines = []
     for key, exc in failures.items():
         kind = exc.kind if isinstance(exc, ExportError) else "permanent"
@@ -183,4 +197,4 @@ def _raise_for(failures: dict[str, OrderflowError], succeeded: int) -> None:
     message = f"{len(failures)} export(s) failed, {succeeded} succeeded:\n" + "\n".join(lines)
     if any(isinstance(exc, ExportError) and exc.transient for exc in failures.values()):
         raise TransientExportFailure(message)
-    raise dg.Failure(description=message, allow_retries=False)
+    _fail_permanently(context, message)
