@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from orderflow_exports.domain.errors import ArchiveConflict, ExportError
-from orderflow_exports.domain.naming import DraftRef, archive_key
+from orderflow_exports.domain.naming import DraftRef, archive_key, validate_id
 
 
 def file_sha256(path: Path) -> str:
@@ -22,14 +22,33 @@ def file_sha256(path: Path) -> str:
 class LocalExportStore:
     """``ExportStore`` on a folder: ``{root}/{prefix}/{org_id}/{draft_order_id}/{export_id}.json``.
 
-    Same key layout as the S3 store; a key is written once.
+    Same key layout as the S3 store; a key is written once. ``org_id`` scopes the store to one
+    tenant (see :meth:`for_org`): every key it touches must then be under ``{prefix}/{org_id}/``.
     """
 
-    def __init__(self, root: Path, prefix: str = "exports") -> None:
+    def __init__(self, root: Path, prefix: str = "exports", *, org_id: str | None = None) -> None:
         self.root = Path(root)
         self.prefix = prefix.strip("/")
+        self.org_id = None if org_id is None else validate_id(org_id, "org_id")
+
+    def for_org(self, org_id: str) -> LocalExportStore:
+        """The same store restricted to ``org_id``'s keys (org id from the partition)."""
+        validate_id(org_id, "org_id")
+        if self.org_id is not None and self.org_id != org_id:
+            raise ExportError(
+                ExportError.ARCHIVE,
+                f"store scoped to org {self.org_id!r} cannot be re-scoped to org {org_id!r}",
+                transient=False,
+            )
+        return LocalExportStore(self.root, self.prefix, org_id=org_id)
 
     def key_for(self, ref: DraftRef, export_id: str) -> str:
+        if self.org_id is not None and ref.org_id != self.org_id:
+            raise ExportError(
+                ExportError.ARCHIVE,
+                f"store scoped to org {self.org_id!r} refuses a key for org {ref.org_id!r}",
+                transient=False,
+            )
         return archive_key(self.prefix, ref, export_id)
 
     def _path(self, key: str) -> Path:
@@ -38,6 +57,12 @@ class LocalExportStore:
         if base not in path.parents:
             raise ExportError(
                 ExportError.ARCHIVE, f"key {key!r} is outside the store prefix", transient=False
+            )
+        if self.org_id is not None and (base / self.org_id) not in path.parents:
+            raise ExportError(
+                ExportError.ARCHIVE,
+                f"store scoped to org {self.org_id!r} refuses key {key!r}",
+                transient=False,
             )
         return path
 

@@ -143,6 +143,14 @@ class DropzoneConnector(Protocol):
 class ExportStore(Protocol):
     """Archive of exported files at ``{prefix}/{org_id}/{draft_order_id}/{export_id}.json``."""
 
+    def for_org(self, org_id: str) -> ExportStore:
+        """The same store restricted to ``org_id``: keys of any other org are refused.
+
+        ``org_id`` comes from the partition being processed, never from a document or a row.
+        Scoping a view of one org to another org raises.
+        """
+        ...
+
     def key_for(self, ref: DraftRef, export_id: str) -> str: ...
 
     def location(self, key: str) -> str:
