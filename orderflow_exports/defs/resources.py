@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.adapters.local_export_store import LocalExportStore
+from orderflow_exports.adapters.s3_clients import SharedClients
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.engine import make_engine, require_current_schema
@@ -109,8 +110,19 @@ class DropzoneResource(dg.ConfigurableResource):
             self._sessions = None
 
 
+# One S3 client per run and process, shared by every ExportStoreResource of the run (see
+# adapters/s3_clients.py: the IO manager's nested resource is a separate instance).
+_S3_CLIENTS = SharedClients()
+
+
 class ExportStoreResource(dg.ConfigurableResource):
-    """The archive of exported files (CONTRACT §7) and the local staging folder."""
+    """The archive of exported files (CONTRACT §7) and the local staging folder.
+
+    Code reaches the archive through :meth:`for_org`, a view restricted to one org's keys, with
+    the org taken from the partition. On S3 the boto3 client is built once per run (when the
+    resource is set up), shared with every other instance of this resource in the run, and
+    closed after the run; its endpoint and credentials come from the standard AWS variables.
+    """
 
     location: str | None = Field(
         default=None,
@@ -124,26 +136,58 @@ class ExportStoreResource(dg.ConfigurableResource):
         "archived. Unset: $DAGSTER_HOME/orderflow/spool.",
     )
     _store: ExportStore | None = PrivateAttr(default=None)
+    _client_lease: str | None = PrivateAttr(default=None)
+    _own_client: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Built here, once per run: a bad ORDERFLOW_EXPORT_STORE fails the run before any work.
+        self._store = self._build(context.run_id, context.log)
 
     def store(self) -> ExportStore:
-        if self._store is None:
-            self._store = self._build()
+        """The store over every org; use :meth:`for_org` to read or write archived files."""
+        if self._store is None:  # outside a run (scripts, tests): a client of its own
+            self._store = self._build(None, None)
         return self._store
 
-    def _build(self) -> ExportStore:
+    def for_org(self, org_id: str) -> ExportStore:
+        """The store restricted to ``org_id``'s keys (``{prefix}/{org_id}/...``)."""
+        return self.store().for_org(org_id)
+
+    def _build(self, run_id: str | None, log: Any) -> ExportStore:
         location = resolve_export_store(self.location)
-        if location.startswith("s3://"):
-            from dagster_aws.s3 import S3Resource
+        if not location.startswith("s3://"):
+            return LocalExportStore(Path(location), LOCAL_STORE_PREFIX)
+        from dagster_aws.s3 import S3Resource
 
-            from orderflow_exports.adapters.s3_export_store import S3ExportStore, parse_s3_url
+        from orderflow_exports.adapters.s3_export_store import S3ExportStore, parse_s3_url
 
-            bucket, prefix = parse_s3_url(location)
-            # One client per run: S3Resource.get_client() costs ~170 ms on every call.
-            return S3ExportStore(S3Resource().get_client(), bucket, prefix)
-        return LocalExportStore(Path(location), LOCAL_STORE_PREFIX)
+        bucket, prefix = parse_s3_url(location)
+
+        # S3Resource() leaves endpoint, region and credentials to boto3, which reads
+        # AWS_ENDPOINT_URL(_S3), AWS_ACCESS_KEY_ID, AWS_DEFAULT_REGION, profiles, roles, ...
+        def build() -> Any:
+            return S3Resource().get_client()
+
+        if run_id is None:
+            client = self._own_client = build()
+        else:
+            client, built = _S3_CLIENTS.acquire(run_id, build)
+            self._client_lease = run_id
+            if built and log is not None:
+                log.info(
+                    f"export store {location}: S3 client built for run {run_id} "
+                    f"(endpoint {client.meta.endpoint_url})"
+                )
+        return S3ExportStore(client, bucket, prefix)
 
     def spool_path(self) -> Path:
         return Path(self.spool_dir) if self.spool_dir else data_home() / "spool"
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client_lease is not None:
+            _S3_CLIENTS.release(self._client_lease)
+            self._client_lease = None
+        if self._own_client is not None:
+            self._own_client.close()
+            self._own_client = None
         self._store = None
