@@ -1,14 +1,29 @@
 """The export-store IO manager: ``export_json`` outputs, byte for byte, under org-isolated keys."""
 
-from typing import Any
+from typing import Any, NoReturn
 
 import dagster as dg
 
 from orderflow_exports.application.archive import archive_outcome
 from orderflow_exports.application.export_service import ExportOutcome
 from orderflow_exports.defs.resources import DatabaseResource, ExportStoreResource
+from orderflow_exports.domain.errors import ExportError, OrderflowError
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.status import ExportStatus
+
+
+def _partition_ref(partition_key: str) -> DraftRef:
+    try:
+        return DraftRef.from_partition_key(partition_key)
+    except OrderflowError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+def _reraise(partition_key: str, action: str, exc: OrderflowError) -> NoReturn:
+    """A transient store error stays retryable (RetryPolicy); anything else fails at once."""
+    if isinstance(exc, ExportError) and exc.transient:
+        raise exc
+    raise dg.Failure(description=f"{partition_key}: {action}: {exc}", allow_retries=False) from exc
 
 
 class ExportArchiveIOManager(dg.ConfigurableIOManager):
@@ -17,29 +32,50 @@ class ExportArchiveIOManager(dg.ConfigurableIOManager):
     The output of ``export_json`` maps partition keys to export outcomes; the file bytes come
     from the outcome's staging file (never pickled). Loading returns the archived bytes of the
     partition's latest successful export.
+
+    Tenant isolation: the org of every key comes from the partition key, and every read or write
+    goes through ``export_store.for_org(org)``. An outcome that is not about the partition's
+    draft, or an output holding partitions the run did not select, fails the step (without
+    retries) before anything is written.
     """
 
     export_store: dg.ResourceDependency[ExportStoreResource]
     database: dg.ResourceDependency[DatabaseResource]
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, ExportOutcome]) -> None:
-        store = self.export_store.store()
-        for partition_key in context.asset_partition_keys:
+        selected = list(context.asset_partition_keys)
+        unexpected = sorted(set(obj) - set(selected))
+        if unexpected:
+            raise dg.Failure(
+                description=f"output holds partitions the run did not select: {unexpected}; "
+                "nothing archived",
+                allow_retries=False,
+            )
+        refs = {key: _partition_ref(key) for key in selected}
+        for partition_key, ref in refs.items():
             outcome = obj.get(partition_key)
             if outcome is None:
                 continue  # failed inside the batch; reported by the asset
-            archive_outcome(store, DraftRef.from_partition_key(partition_key), outcome, context.log)
+            try:
+                archive_outcome(self.export_store.for_org(ref.org_id), ref, outcome, context.log)
+            except OrderflowError as exc:
+                _reraise(partition_key, "archiving failed", exc)
 
     def load_input(self, context: dg.InputContext) -> Any:
-        store = self.export_store.store()
         ledger = self.database.ledger()
         loaded: dict[str, bytes] = {}
         for partition_key in context.asset_partition_keys:
-            ref = DraftRef.from_partition_key(partition_key)
+            ref = _partition_ref(partition_key)
             latest = ledger.latest(ref)
             if latest is None or latest.status not in (ExportStatus.SENT, ExportStatus.ACKED):
                 raise dg.Failure(f"{ref} has no SENT or ACKED export to load")
-            loaded[partition_key] = store.get_bytes(store.key_for(ref, latest.id))
+            # The key is rebuilt from the partition and the export id; the row's storage_key is
+            # never used as a key, so a row pointing elsewhere cannot make us read it.
+            store = self.export_store.for_org(ref.org_id)
+            try:
+                loaded[partition_key] = store.get_bytes(store.key_for(ref, latest.id))
+            except OrderflowError as exc:
+                _reraise(partition_key, "loading the archived export", exc)
         if len(loaded) == 1:
             return next(iter(loaded.values()))
         return loaded
