@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -134,8 +135,8 @@ def test_run_archives_exact_bytes_at_the_contract_key_with_one_client(s3_env: S3
         for e in _events(result, "ASSET_MATERIALIZATION")
         if e.asset_key == dg.AssetKey("export_json")
     ]
-    assert sorted(m.partition for m in mats) == sorted(keys)
-    exports = mats[0].metadata["exports"].value
+    assert sorted(str(m.partition) for m in mats) == sorted(keys)
+    exports: dict[str, dict[str, Any]] = mats[0].metadata["exports"].value  # type: ignore[assignment]
     assert {k: v["storage_key"] for k, v in exports.items()} == {
         key: row.storage_key for key, row in zip(keys, rows, strict=True)
     }
