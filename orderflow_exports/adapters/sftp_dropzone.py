@@ -90,6 +90,8 @@ T = TypeVar("T")
 OPENSSH_MAX_WRITE = 261_120
 _READ_REQUEST_SIZE = 64 * 1024
 _MAX_NAME_SUFFIX = 1000
+# Files above this size are not uploaded when their final name is already taken.
+_PRECHECK_BYTES = 1024 * 1024
 _WRITE_FLAGS = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC
 # paramiko's own banner, key-exchange and auth timeouts are set this much above ours, so that our
 # watchdog fires first and the failure is reported as TIMEOUT rather than as a protocol error.
@@ -1028,10 +1030,12 @@ class SftpDropzoneSession:
                 log.info("%s: the rename sent before the connection dropped had landed", final_path)
                 state.temp_opened = False
                 return final_path
-        # Checking the final name and opening the temp file go out together (one round trip).
-        final_num = conn.send(CMD_LSTAT, final_path)
+        # A big file is not uploaded when its final name is taken (the check shares the open's
+        # round trip). For a small one the extra request costs more than it saves: the rename
+        # refuses an existing name anyway.
+        final_num = conn.send(CMD_LSTAT, final_path) if expected_size > _PRECHECK_BYTES else None
         open_num = conn.send(CMD_OPEN, temp_path, _WRITE_FLAGS, _NO_ATTRS)
-        final_reply = conn.reply(final_num)
+        final_reply = conn.reply(final_num) if final_num is not None else None
         try:
             handle = _handle(conn.reply(open_num), temp_path)
         except SftpStatusError as exc:
@@ -1044,7 +1048,7 @@ class SftpDropzoneSession:
             raise
         state.temp_opened = True
         try:
-            existing = _attrs_or_none(final_reply, final_path)
+            existing = _attrs_or_none(final_reply, final_path) if final_reply else None
         except BaseException:
             conn.close_quietly(handle)
             raise

@@ -528,14 +528,15 @@ def test_full_disk_fails_and_leaves_no_file(
     assert (tiny_disk / "acme_d2.json").read_bytes() == small.read_bytes()
 
 
+@pytest.mark.parametrize("size", [5000, 2_000_000], ids=["refused-rename", "checked-first"])
 def test_existing_final_name_is_never_replaced(
-    session: SftpDropzoneSession, dropzone: Path, make_file: Callable[[int], Path]
+    session: SftpDropzoneSession, dropzone: Path, make_file: Callable[[int], Path], size: int
 ) -> None:
     (dropzone / "acme_d1.json").write_bytes(b"the ERP's copy")
-    source = make_file(5000)
+    source = make_file(size)
 
     with pytest.raises(ExportError) as caught:
-        session.publish(str(dropzone), "acme_d1.json", source, 5000)
+        session.publish(str(dropzone), "acme_d1.json", source, size)
 
     assert (caught.value.code, caught.value.transient) == (ExportError.NAME_EXISTS, False)
     assert (dropzone / "acme_d1.json").read_bytes() == b"the ERP's copy"
