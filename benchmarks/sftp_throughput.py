@@ -34,12 +34,14 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paramiko
+from _common import quiet
 
-from orderflow_exports.adapters.sftp_dropzone import SftpSettings, open_sftp_session
-from orderflow_exports.domain.records import ConnectorConfig
-from orderflow_exports_tests.support.sshd import SshdServer, start_sshd, stop_sshd
+if TYPE_CHECKING:
+    from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+    from orderflow_exports_tests.support.sshd import SshdServer
 
 TARGET_BIG = 1.10
 TARGET_SMALL = 1.20
@@ -59,6 +61,10 @@ def main() -> int:
         "disk, and so fsync, out of the measurement",
     )
     args = parser.parse_args()
+    quiet()
+    # Imported after quiet(): importing the package loads the Dagster definitions, which warn.
+    from orderflow_exports_tests.support.sshd import start_sshd, stop_sshd
+
     if shutil.which("sftp") is None:
         print("sftp (OpenSSH client) is not installed", file=sys.stderr)
         return 2
@@ -143,15 +149,17 @@ class Bench:
     """The measured actions of both tools against one sshd."""
 
     def __init__(self, server: SshdServer, workdir: Path, dropzone: Path | None = None) -> None:
+        from orderflow_exports.adapters.sftp_dropzone import SftpSettings, open_sftp_session
+
+        self._default_settings = SftpSettings()
+        self._open = open_sftp_session
         self.server = server
         self.workdir = workdir
         self.out = (dropzone or server.root) / f"sftp-bench-{os.getpid()}"
         self.out.mkdir(parents=True, exist_ok=True)
         self.known_hosts = workdir / "known_hosts"
         self.known_hosts.write_text(f"[{server.host}]:{server.port} {server.host_key_line}\n")
-        self.config: ConnectorConfig = server.connector_config(
-            "bench", str(self.out), str(self.out / "acks")
-        )
+        self.config = server.connector_config("bench", str(self.out), str(self.out / "acks"))
         self.trial = 0
 
     def interleave(
@@ -177,13 +185,13 @@ class Bench:
         return folder
 
     def _settings(self, fsync: bool) -> SftpSettings:
-        return replace(SftpSettings(), fsync=fsync)
+        return replace(self._default_settings, fsync=fsync)
 
     def ours_big(self, source: Path, *, fsync: bool) -> float:
         folder = self._folder()
         size = source.stat().st_size
         started = time.perf_counter()
-        session = open_sftp_session(self.config, self._settings(fsync))
+        session = self._open(self.config, self._settings(fsync))
         session.publish(str(folder), "big.json", source, size)
         session.close()
         elapsed = time.perf_counter() - started
@@ -203,7 +211,7 @@ class Bench:
         folder = str(self._folder())
         size = source.stat().st_size
         started = time.perf_counter()
-        session = open_sftp_session(self.config, self._settings(fsync))
+        session = self._open(self.config, self._settings(fsync))
         for index in range(count):
             session.publish(folder, f"f{index:05d}.json", source, size)
         session.close()
