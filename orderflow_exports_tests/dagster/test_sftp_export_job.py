@@ -1,0 +1,89 @@
+"""export_drafts_job over SFTP to the real test sshd: exact bytes, rows, one connection per run."""
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from orderflow_exports.demo import SampleDraft
+from orderflow_exports.domain.status import ExportStatus
+from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
+from orderflow_exports_tests.support.sshd import SshdServer
+
+
+@pytest.fixture
+def sftp_outbox(sshd_server: SshdServer) -> Path:
+    folder = sshd_server.root / f"outbox-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    (folder / "acks").mkdir()
+    return folder
+
+
+def _configure(env: OrderflowEnv, sshd: SshdServer, org_id: str, outbox: Path, **kw: object):  # type: ignore[no-untyped-def]
+    config = sshd.connector_config(org_id, str(outbox), str(outbox / "acks"), **kw)
+    env.configs.upsert(config)
+    return config
+
+
+def test_round_trip_through_the_job_over_sftp(
+    orderflow_env: OrderflowEnv, sshd_server: SshdServer, sftp_outbox: Path
+) -> None:
+    env = orderflow_env
+    _configure(env, sshd_server, "acme", sftp_outbox)
+    keys = env.add_drafts(*(SampleDraft("acme", f"D-{n}", lines=n + 2) for n in range(5)))
+    result = env.run_export(keys)
+    assert result.success
+    names = sorted(n for n in os.listdir(sftp_outbox) if n.endswith(".json"))
+    assert len(names) == 5
+    for key in keys:
+        [row] = env.exports(key)
+        assert row.status is ExportStatus.SENT
+        on_server = Path(row.dropzone_path).read_bytes()
+        assert row.filename in names
+        assert len(on_server) == row.byte_size
+        # The archived copy was made from the same spool file: byte for byte the server's.
+        assert Path(row.storage_key).read_bytes() == on_server
+    assert not [n for n in os.listdir(sftp_outbox) if n.endswith(".tmp")]
+
+
+def test_one_connection_for_a_run_over_many_partitions(
+    orderflow_env: OrderflowEnv,
+    sshd_server: SshdServer,
+    sftp_outbox: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import orderflow_exports.adapters.sftp_dropzone as sftp
+
+    opened: list[str] = []
+    original = sftp.open_sftp_session
+
+    def counting_open(config, settings):  # type: ignore[no-untyped-def]
+        opened.append(config.org_id)
+        return original(config, settings)
+
+    monkeypatch.setattr(sftp, "open_sftp_session", counting_open)
+    env = orderflow_env
+    _configure(env, sshd_server, "acme", sftp_outbox)
+    _configure(env, sshd_server, "acme2", sftp_outbox)  # same login: shares the connection
+    keys = env.add_drafts(
+        *(SampleDraft("acme", f"D-{n}") for n in range(6)), SampleDraft("acme2", "X-1")
+    )
+    assert env.run_export(keys).success
+    assert opened == ["acme"]
+    assert len([n for n in os.listdir(sftp_outbox) if n.endswith(".json")]) == 7
+
+
+def test_wrong_host_key_fails_permanently_and_sends_nothing(
+    orderflow_env: OrderflowEnv, sshd_server: SshdServer, sftp_outbox: Path
+) -> None:
+    env = orderflow_env
+    _configure(env, sshd_server, "acme", sftp_outbox, host_key=sshd_server.other_host_key_line)
+    [key] = env.add_drafts(SampleDraft("acme", "D-1"))
+    result = env.run_export([key])
+    assert not result.success
+    [row] = env.exports(key)
+    assert row.status is ExportStatus.FAILED and row.error_code == "HOST_KEY"
+    assert sshd_server.host_key_fingerprint in (row.error_message or "")
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert [n for n in os.listdir(sftp_outbox) if n != "acks"] == []
