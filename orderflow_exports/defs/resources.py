@@ -61,14 +61,21 @@ class DropzoneResource(dg.ConfigurableResource):
     """How dropzones are reached. Where each org's dropzone is lives in erp_connector_config."""
 
     connect_timeout_seconds: float = Field(
-        default=10.0, description="TCP connect and SSH banner timeout for SFTP servers."
+        default=10.0,
+        description="Time allowed for the TCP connect, the SSH banner and the key exchange.",
     )
     auth_timeout_seconds: float = Field(
         default=15.0, description="Time allowed for SSH authentication."
     )
     operation_timeout_seconds: float = Field(
         default=30.0,
-        description="Longest wait for any single SFTP reply; a blackholed server fails after it.",
+        description="Longest an SFTP operation may go without progress (not the whole "
+        "transfer); a blackholed server fails after it with TIMEOUT.",
+    )
+    fsync: bool = Field(
+        default=True,
+        description="Ask the server to fsync each file before it is renamed "
+        "(fsync@openssh.com, when advertised), so a published file survives a server crash.",
     )
     keepalive_seconds: int = Field(
         default=15, description="SSH keepalive interval, so idle NAT paths stay open."
@@ -93,6 +100,7 @@ class DropzoneResource(dg.ConfigurableResource):
             operation_timeout=self.operation_timeout_seconds,
             keepalive_interval=self.keepalive_seconds,
             preferred_ciphers=tuple(self.preferred_ciphers),
+            fsync=self.fsync,
         )
 
     @property
