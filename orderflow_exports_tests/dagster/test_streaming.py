@@ -125,6 +125,7 @@ def test_a_50k_line_export_streams_in_bounded_memory(
 
     record = outcome.record
     assert outcome.action == "sent" and record.status is ExportStatus.SENT
+    assert record == SqlExportLedger(engine).get(record.id)  # the row as stored, not a guess
     assert record.line_count == BIG_LINES
     published = Path(record.dropzone_path).read_bytes()
     assert len(published) == record.byte_size
