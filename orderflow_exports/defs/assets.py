@@ -159,7 +159,8 @@ def export_json(
     )
     outcomes: dict[str, ExportOutcome] = {}
     failures: dict[str, OrderflowError] = {}
-    for key, ref in _partition_refs(context).items():
+    refs = _partition_refs(context)
+    for key, ref in refs.items():
         try:
             outcomes[key] = service.export(ref, force=config.force, run_id=context.run_id)
         except OrderflowError as exc:
@@ -167,8 +168,8 @@ def export_json(
             context.log.error(f"{key}: export failed: {exc}")
     if failures:
         # What did go out is archived now: the failing step never reaches the IO manager.
-        for outcome in outcomes.values():
-            archive_outcome(store, outcome.ref, outcome, context.log)
+        for key, outcome in outcomes.items():
+            archive_outcome(store, refs[key], outcome, context.log)
         _raise_for(context, failures, len(outcomes))
     if len(outcomes) == 1:
         context.add_output_metadata(_outcome_metadata(next(iter(outcomes.values()))))
