@@ -9,11 +9,15 @@ import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import is_our_temp_file, temp_filename
 
 _COPY_CHUNK = 1024 * 1024
+_SENDFILE_CHUNK = 64 * 1024 * 1024
+# sendfile() refusing this pair of files (not the data): the plain copy works everywhere.
+_NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOTSOCK}
 
 
 def classify_os_error(exc: OSError, action: str) -> ExportError:
@@ -42,6 +46,29 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _copy_file(src: BinaryIO, out: BinaryIO) -> None:
+    """Copy all of ``src`` into ``out``: in the kernel (sendfile) where it can, else in chunks.
+
+    A 100 MB export then never passes through Python buffers on its way to the dropzone.
+    """
+    if not hasattr(os, "sendfile"):
+        shutil.copyfileobj(src, out, _COPY_CHUNK)
+        return
+    in_fd, out_fd = src.fileno(), out.fileno()
+    offset = 0
+    while True:
+        try:
+            sent = os.sendfile(out_fd, in_fd, offset, _SENDFILE_CHUNK)
+        except OSError as exc:
+            if offset == 0 and exc.errno in _NO_SENDFILE:
+                shutil.copyfileobj(src, out, _COPY_CHUNK)
+                return
+            raise
+        if sent == 0:
+            return
+        offset += sent
 
 
 def _link_no_replace(source: Path, target: Path) -> None:
@@ -92,7 +119,7 @@ class LocalDropzoneSession:
         _remove_quietly(temp)  # a leftover of this very export from a crashed run
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out, _COPY_CHUNK)
+            _copy_file(src, out)
             out.flush()
             os.fsync(out.fileno())
             written = os.fstat(out.fileno()).st_size
