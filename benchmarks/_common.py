@@ -129,6 +129,31 @@ def make_env(root: Path, *, database_url: str | None = None, store: str | None =
     return env
 
 
+PG_ADMIN_URL = os.environ.get(
+    "ORDERFLOW_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextlib.contextmanager
+def temp_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (on the tests' server), dropped afterwards.
+
+    Benchmarks create tables and drafts; they never get a database that holds anything else.
+    """
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"ofbench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @contextlib.contextmanager
 def temp_root(prefix: str, keep: bool = False) -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix=prefix))

@@ -11,20 +11,34 @@ machine state, and prints medians and ratios:
 
 Target: streaming median ≤ 20 ms (the plan's goal is 2 s).
 
-    .venv/bin/python benchmarks/export_500_lines.py [--rounds 30] [--lines 500]
-        [--database-url postgresql://...]   # default: a temporary SQLite file
+    .venv/bin/python benchmarks/export_500_lines.py [--rounds 30] [--lines 500] [--postgres]
+
+``--postgres`` runs on a throwaway database on the tests' PostgreSQL server
+(``ORDERFLOW_TEST_PG_ADMIN_URL``, default ``postgresql://postgres@127.0.0.1:5432/postgres``)
+instead of a temporary SQLite file; lines then come through a server-side cursor.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import sys
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from _common import machine_line, make_env, median, p90, quiet, temp_root, timed, verdict
+from _common import (
+    machine_line,
+    make_env,
+    median,
+    p90,
+    quiet,
+    temp_postgres_database,
+    temp_root,
+    timed,
+    verdict,
+)
 
 TARGET_MS = 20.0
 
@@ -33,10 +47,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds per case (>= 20)")
     parser.add_argument("--lines", type=int, default=500, help="lines of the draft")
-    parser.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite)")
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     args = parser.parse_args()
     quiet()
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(temp_postgres_database()) if args.postgres else None
+        return measure(args, url)
 
+
+def measure(args: argparse.Namespace, database_url: str | None) -> int:
+    """Set up the draft on ``database_url`` (SQLite when None), time the cases, print."""
     from orderflow_exports.adapters.sql.drafts import SqlDraftSource
     from orderflow_exports.demo import SampleDraft, insert_drafts
     from orderflow_exports.domain.document import (
@@ -51,7 +71,7 @@ def main() -> int:
     from orderflow_exports.domain.naming import DraftRef
 
     with temp_root("bench-500-") as root:
-        env = make_env(root, database_url=args.database_url)
+        env = make_env(root, database_url=database_url)
         draft_id = f"B-{uuid.uuid4().hex[:8]}"
         insert_drafts(env.engine, [SampleDraft("bench", draft_id, lines=args.lines)])
         ref = DraftRef("bench", draft_id)
