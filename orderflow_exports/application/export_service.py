@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +42,7 @@ from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewE
 from orderflow_exports.domain.status import ExportStatus
 
 OutcomeAction = Literal["sent", "already_sent", "recovered"]
+PERMANENT = "permanent"
 
 
 class Logger(Protocol):
@@ -121,12 +122,23 @@ class ExportService:
         return ensure_exportable(ref, self.drafts.get_draft(ref))
 
     def export(
-        self, ref: DraftRef, *, force: bool = False, run_id: str | None = None
+        self,
+        ref: DraftRef,
+        *,
+        force: bool = False,
+        run_id: str | None = None,
+        related_run_ids: Collection[str] = (),
     ) -> ExportOutcome:
-        """Export one draft, idempotently (see the module docstring)."""
+        """Export one draft, idempotently (see the module docstring).
+
+        ``related_run_ids`` are earlier tries of this run (a step or run retry): a draft that
+        already failed permanently in one of them fails again without another attempt.
+        """
         config = self.config_for(ref)
         draft = self.load_exportable(ref)
         latest = self.ledger.latest(ref)
+        if latest is not None and not force:
+            self._refuse_repeating_a_permanent_failure(latest, {run_id, *related_run_ids})
         if latest is not None and latest.status is ExportStatus.PENDING:
             latest = self._reconcile_pending(latest, config, run_id)
             if latest.status is ExportStatus.SENT and not force:
@@ -142,6 +154,22 @@ class ExportService:
             return ExportOutcome(ref, "already_sent", latest, self._spool_if_present(latest))
         return self._new_attempt(ref, draft, config, latest, force=force, run_id=run_id)
 
+    @staticmethod
+    def _refuse_repeating_a_permanent_failure(
+        latest: ExportRecord, this_run: set[str | None]
+    ) -> None:
+        if (
+            latest.status is ExportStatus.FAILED
+            and latest.dagster_run_id in this_run
+            and (latest.error_message or "").endswith(f"({PERMANENT})")
+        ):
+            raise ExportError(
+                latest.error_code or ExportError.IO,
+                f"attempt {latest.attempt} ({latest.id}) already failed permanently in this run: "
+                f"{latest.error_message}",
+                transient=False,
+            )
+
     def _reconcile_pending(
         self, pending: ExportRecord, config: ConnectorConfig, run_id: str | None
     ) -> ExportRecord:
@@ -154,23 +182,23 @@ class ExportService:
         session = self.dropzones.session_for(config)
         now = self.clock()
         if session.exists(config.export_path, pending.filename):
-            self.ledger.mark_sent(pending.id, at=now)
-            self.log.warning(
-                f"{pending.ref}: export {pending.id} was PENDING but its file is in the dropzone; "
-                "recorded it as SENT instead of sending a second copy"
-            )
-        else:
-            self.ledger.mark_failed(
-                pending.id,
-                expected=ExportStatus.PENDING,
-                code=ExportError.INTERRUPTED,
-                message=f"run {owner} ended before the file was published",
-                at=now,
-            )
+            if self.ledger.mark_sent(pending.id, at=now):
+                self.log.warning(
+                    f"{pending.ref}: export {pending.id} was PENDING but its file is in the "
+                    "dropzone; recorded it as SENT instead of sending a second copy"
+                )
+        elif self.ledger.mark_failed(
+            pending.id,
+            expected=ExportStatus.PENDING,
+            code=ExportError.INTERRUPTED,
+            message=f"run {owner} ended before the file was published (transient)",
+            at=now,
+        ):
             self.log.warning(
                 f"{pending.ref}: export {pending.id} was interrupted before publishing; "
                 "marked FAILED (INTERRUPTED), making a new attempt"
             )
+        # When a compare-and-set above lost, another run or an ack moved the row first.
         refreshed = self.ledger.get(pending.id)
         assert refreshed is not None
         return refreshed
@@ -201,23 +229,28 @@ class ExportService:
             spool.unlink(missing_ok=True)
             raise
         supersede = latest.id if force and latest and latest.status is ExportStatus.SENT else None
-        record = self.ledger.create_pending(
-            NewExport(
-                id=export_id,
-                ref=ref,
-                attempt=attempt,
-                filename=filename,
-                dropzone_path=posixpath.join(config.export_path, filename),
-                storage_key=self.store.location(self.store.key_for(ref, export_id)),
-                content_sha256=stats.sha256,
-                byte_size=stats.byte_size,
-                line_count=stats.line_count,
-                forced=force,
-                dagster_run_id=run_id,
-                created_at=created_at,
-            ),
-            supersede=supersede,
-        )
+        scoped_store = self.store.for_org(ref.org_id)
+        try:
+            record = self.ledger.create_pending(
+                NewExport(
+                    id=export_id,
+                    ref=ref,
+                    attempt=attempt,
+                    filename=filename,
+                    dropzone_path=posixpath.join(config.export_path, filename),
+                    storage_key=scoped_store.location(scoped_store.key_for(ref, export_id)),
+                    content_sha256=stats.sha256,
+                    byte_size=stats.byte_size,
+                    line_count=stats.line_count,
+                    forced=force,
+                    dagster_run_id=run_id,
+                    created_at=created_at,
+                ),
+                supersede=supersede,
+            )
+        except BaseException:
+            spool.unlink(missing_ok=True)  # no row refers to it: nothing will ever archive it
+            raise
         sent = self._publish(record, config, spool)
         self.log.info(
             f"{ref}: export {export_id} (attempt {attempt}) sent as {record.dropzone_path} "
@@ -256,7 +289,7 @@ class ExportService:
             record.id,
             expected=ExportStatus.PENDING,
             code=error.code,
-            message=f"{error.message} ({error.kind})",
+            message=f"{error.message} ({error.kind})",  # read back by the permanent-failure rule
             at=self.clock(),
         )
 

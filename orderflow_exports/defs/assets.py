@@ -21,6 +21,11 @@ from orderflow_exports.domain.naming import DraftRef
 
 EXPORT_ARCHIVE_IO_MANAGER_KEY = "export_archive_io_manager"
 
+# Dagster copies a run's output metadata onto every partition's materialization, so per-draft
+# detail in a batch costs O(N^2) to store: only small batches carry it (each erp_export row and the
+# run log have it all).
+BATCH_DETAIL_LIMIT = 50
+
 # Transient transport errors are retried by Dagster with backoff and jitter; permanent ones
 # raise Failure(allow_retries=False) and fail at once.
 EXPORT_RETRY_POLICY = dg.RetryPolicy(
@@ -105,9 +110,10 @@ def approved_drafts(
         )
     if len(summary) == 1:
         return dg.MaterializeResult(metadata=next(iter(summary.values())))
-    return dg.MaterializeResult(
-        metadata={"draft_count": len(summary), "drafts": dg.MetadataValue.json(summary)}
-    )
+    metadata: dict[str, Any] = {"draft_count": len(summary)}
+    if len(summary) <= BATCH_DETAIL_LIMIT:
+        metadata["drafts"] = dg.MetadataValue.json(summary)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 def _outcome_metadata(outcome: ExportOutcome) -> dict[str, Any]:
@@ -160,9 +166,16 @@ def export_json(
     outcomes: dict[str, ExportOutcome] = {}
     failures: dict[str, OrderflowError] = {}
     refs = _partition_refs(context)
+    run = context.dagster_run
+    earlier_tries = [r for r in (run.parent_run_id, run.root_run_id) if r]
     for key, ref in refs.items():
         try:
-            outcomes[key] = service.export(ref, force=config.force, run_id=context.run_id)
+            outcomes[key] = service.export(
+                ref,
+                force=config.force,
+                run_id=context.run_id,
+                related_run_ids=earlier_tries,
+            )
         except OrderflowError as exc:
             failures[key] = exc
             context.log.error(f"{key}: export failed: {exc}")
@@ -179,11 +192,16 @@ def export_json(
             {
                 "export_count": len(outcomes),
                 **{f"{action}_count": count for action, count in sorted(actions.items())},
-                "exports": dg.MetadataValue.json(
-                    {k: _outcome_metadata(o) for k, o in outcomes.items()}
-                ),
             }
         )
+        if len(outcomes) <= BATCH_DETAIL_LIMIT:
+            context.add_output_metadata(
+                {
+                    "exports": dg.MetadataValue.json(
+                        {k: _outcome_metadata(o) for k, o in outcomes.items()}
+                    )
+                }
+            )
     return outcomes
 
 

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,3 +214,33 @@ def test_org_without_connector_is_refused(orderflow_env: OrderflowEnv) -> None:
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "no enabled DROPZONE_JSON_V1 connector" in str(failure.event_specific_data)
     assert env.exports(key) == []
+
+
+def test_losing_an_insert_race_leaves_no_staging_file(
+    orderflow_env: OrderflowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run inserts its PENDING row between our check and our insert."""
+    from dataclasses import replace as dc_replace
+
+    from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+
+    env = orderflow_env
+    env.add_local_connector("acme")
+    [key] = env.add_drafts(SampleDraft("acme", "D-1"))
+    original = SqlExportLedger.create_pending
+
+    def racing_create_pending(self, new, *, supersede=None):  # type: ignore[no-untyped-def]
+        rival = dc_replace(new, id=str(uuid.uuid4()), dagster_run_id="rival-run")
+        original(self, rival, supersede=None)
+        return original(self, new, supersede=supersede)
+
+    monkeypatch.setattr(SqlExportLedger, "create_pending", racing_create_pending)
+    result = env.run_export([key])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "already in flight" in str(failure.event_specific_data)
+    [rival] = env.exports(key)
+    assert rival.dagster_run_id == "rival-run" and rival.status is ExportStatus.PENDING
+    spool = env.home / "orderflow" / "spool"
+    assert not [p for p in spool.rglob("*") if p.is_file()]
+    assert os.listdir(env.outbox("acme")) == []

@@ -274,3 +274,25 @@ def test_rerunning_every_partition_resends_only_failed_and_missing(
     assert meta["already_sent_count"] == 2 and meta["sent_count"] == 2
     assert len(_final_files(env.outbox("acme"))) == 3
     assert len(_final_files(env.outbox("globex"))) == 1
+
+
+def test_mixed_batch_retries_the_transient_failure_but_not_the_permanent_one(
+    orderflow_env: OrderflowEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = orderflow_env
+    env.add_local_connector("acme")
+    env.add_local_connector("globex", export_path=str(env.dropzones / "globex" / "not-there"))
+    keys = env.add_drafts(SampleDraft("acme", "A-1"), SampleDraft("globex", "G-1"))
+    switch = tmp_path / "outage"
+    set_outage(switch, failures=1)  # acme's first publish meets the outage
+    monkeypatch.setattr(LocalDropzoneSession, "publish", outage_publish(switch))
+
+    result = env.run_export(keys)
+    assert not result.success  # globex's permanent failure remains
+    assert len(_events(result, "STEP_UP_FOR_RETRY")) == 1  # the transient one was retried
+    acme_first, acme_second = env.exports(keys[0])
+    assert acme_first.error_code == "CONNECTION" and acme_second.status is ExportStatus.SENT
+    # The step retry did not make a second attempt at the permanently failing draft.
+    [globex] = env.exports(keys[1])
+    assert globex.status is ExportStatus.FAILED and globex.error_code == "CONFIG"
+    assert "already failed permanently in this run" in _step_failure(result)
