@@ -7,8 +7,19 @@ import os
 import shutil
 from pathlib import Path
 
-from orderflow_exports.domain.errors import ArchiveConflict, ExportError
-from orderflow_exports.domain.naming import DraftRef, archive_key, validate_id
+from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
+from orderflow_exports.domain.naming import (
+    DraftRef,
+    archive_key,
+    narrow_org_scope,
+    parse_archive_key,
+    require_org_in_scope,
+    validate_id,
+)
+
+
+def _refused(why: str) -> ExportError:
+    return ExportError(ExportError.ARCHIVE, why, transient=False)
 
 
 def file_sha256(path: Path) -> str:
@@ -33,38 +44,27 @@ class LocalExportStore:
 
     def for_org(self, org_id: str) -> LocalExportStore:
         """The same store restricted to ``org_id``'s keys (org id from the partition)."""
-        validate_id(org_id, "org_id")
-        if self.org_id is not None and self.org_id != org_id:
-            raise ExportError(
-                ExportError.ARCHIVE,
-                f"store scoped to org {self.org_id!r} cannot be re-scoped to org {org_id!r}",
-                transient=False,
-            )
-        return LocalExportStore(self.root, self.prefix, org_id=org_id)
+        validate_id(org_id, "org_id")  # a malformed id is refused as such
+        try:
+            scoped = narrow_org_scope(self.org_id, org_id)
+        except InvalidIdentifier as exc:
+            raise _refused(str(exc)) from exc
+        return LocalExportStore(self.root, self.prefix, org_id=scoped)
 
     def key_for(self, ref: DraftRef, export_id: str) -> str:
-        if self.org_id is not None and ref.org_id != self.org_id:
-            raise ExportError(
-                ExportError.ARCHIVE,
-                f"store scoped to org {self.org_id!r} refuses a key for org {ref.org_id!r}",
-                transient=False,
-            )
+        try:
+            require_org_in_scope(self.org_id, ref.org_id)
+        except InvalidIdentifier as exc:
+            raise _refused(str(exc)) from exc
         return archive_key(self.prefix, ref, export_id)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        base = (self.root / self.prefix).resolve()
-        if base not in path.parents:
-            raise ExportError(
-                ExportError.ARCHIVE, f"key {key!r} is outside the store prefix", transient=False
-            )
-        if self.org_id is not None and (base / self.org_id) not in path.parents:
-            raise ExportError(
-                ExportError.ARCHIVE,
-                f"store scoped to org {self.org_id!r} refuses key {key!r}",
-                transient=False,
-            )
-        return path
+        try:
+            ref, _ = parse_archive_key(self.prefix, key)
+            require_org_in_scope(self.org_id, ref.org_id)
+        except InvalidIdentifier as exc:
+            raise _refused(f"refusing archive key {key!r} under {self.root}: {exc}") from exc
+        return self.root / key
 
     def location(self, key: str) -> str:
         return str(self._path(key))

@@ -31,8 +31,15 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from orderflow_exports.domain.errors import ArchiveConflict, ExportError
-from orderflow_exports.domain.naming import FILE_SUFFIX, DraftRef, archive_key, validate_id
+from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
+from orderflow_exports.domain.naming import (
+    DraftRef,
+    archive_key,
+    narrow_org_scope,
+    parse_archive_key,
+    require_org_in_scope,
+    validate_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,18 +166,16 @@ class S3ExportStore:
 
     def for_org(self, org_id: str) -> S3ExportStore:
         """The same store restricted to ``org_id``'s keys (org id from the partition)."""
-        validate_id(org_id, "org_id")
-        if self.org_id is not None and self.org_id != org_id:
-            raise ExportError(
-                ExportError.ARCHIVE,
-                f"store scoped to org {self.org_id!r} cannot be re-scoped to org {org_id!r}",
-                transient=False,
-            )
+        validate_id(org_id, "org_id")  # a malformed id is refused as such
+        try:
+            scoped = narrow_org_scope(self.org_id, org_id)
+        except InvalidIdentifier as exc:
+            raise self._refused(org_id, str(exc)) from exc
         return S3ExportStore(
             self._client,
             self.bucket,
             self.prefix,
-            org_id=org_id,
+            org_id=scoped,
             multipart_threshold=self.multipart_threshold,
             part_size=self.part_size,
         )
@@ -178,35 +183,22 @@ class S3ExportStore:
     # --- keys -------------------------------------------------------------------------------
 
     def key_for(self, ref: DraftRef, export_id: str) -> str:
-        if self.org_id is not None and ref.org_id != self.org_id:
-            raise ExportError(
-                ExportError.ARCHIVE,
-                f"store scoped to org {self.org_id!r} refuses a key for org {ref.org_id!r}",
-                transient=False,
-            )
+        try:
+            require_org_in_scope(self.org_id, ref.org_id)
+        except InvalidIdentifier as exc:
+            raise self._refused(ref.partition_key, str(exc)) from exc
         return archive_key(self.prefix, ref, export_id)
 
     def check_key(self, key: str) -> tuple[DraftRef, str]:
         """Return ``(ref, export_id)`` of an archive key, or refuse a key this store must not touch.
 
-        A key is accepted only when it is exactly ``{prefix}/{org}/{draft}/{export}.json`` with
-        valid ids (so no ``..``, no extra levels, no neighbouring prefix such as
-        ``{prefix}-old/``) and, for a scoped store, ``org`` is the store's org.
+        See :func:`parse_archive_key`; for a scoped store the key's org must be the store's org.
         """
-        base = f"{self.prefix}/" if self.prefix else ""
-        rest = key[len(base) :] if isinstance(key, str) and key.startswith(base) else None
-        segments = rest.split("/") if rest is not None else []
-        if len(segments) != 3 or not segments[2].endswith(FILE_SUFFIX):
-            raise self._refused(key, f"is not of the form '{base}<org>/<draft>/<export>.json'")
-        org_id, draft_id, name = segments
-        export_id = name[: -len(FILE_SUFFIX)]
         try:
-            ref = DraftRef(org_id, draft_id)
-            validate_id(export_id, "export_id")
-        except ValueError as exc:
+            ref, export_id = parse_archive_key(self.prefix, key)
+            require_org_in_scope(self.org_id, ref.org_id)
+        except InvalidIdentifier as exc:
             raise self._refused(key, str(exc)) from exc
-        if self.org_id is not None and ref.org_id != self.org_id:
-            raise self._refused(key, f"belongs to org {ref.org_id!r}, not {self.org_id!r}")
         return ref, export_id
 
     def location(self, key: str) -> str:
@@ -462,7 +454,7 @@ class S3ExportStore:
         scope = f" (scoped to org {self.org_id!r})" if self.org_id else ""
         return ExportError(
             ExportError.ARCHIVE,
-            f"refusing archive key {key!r} in s3://{self.bucket}/{self.prefix}{scope}: it {why}",
+            f"refusing archive key {key!r} in s3://{self.bucket}/{self.prefix}{scope}: {why}",
             transient=False,
         )
 

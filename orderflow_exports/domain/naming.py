@@ -103,3 +103,38 @@ def _as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
     return moment.astimezone(UTC)
+
+
+def parse_archive_key(prefix: str, key: object) -> tuple[DraftRef, str]:
+    """``(ref, export_id)`` of ``{prefix}/{org}/{draft}/{export_id}.json``, else InvalidIdentifier.
+
+    Exactly that shape with valid ids: no ``..``, no extra levels, no neighbouring prefix such
+    as ``{prefix}-old/``.
+    """
+    clean = prefix.strip("/")
+    base = f"{clean}/" if clean else ""
+    rest = key[len(base) :] if isinstance(key, str) and key.startswith(base) else None
+    segments = rest.split("/") if rest is not None else []
+    if len(segments) != 3 or not segments[2].endswith(FILE_SUFFIX):
+        raise InvalidIdentifier(
+            f"archive key {key!r} is not of the form '{base}<org>/<draft>/<export_id>.json'"
+        )
+    org_id, draft_id, name = segments
+    export_id = validate_id(name[: -len(FILE_SUFFIX)], "export_id")
+    return DraftRef(org_id, draft_id), export_id
+
+
+def narrow_org_scope(current: str | None, requested: str) -> str:
+    """The org a store view is scoped to after ``for_org(requested)``; never another tenant."""
+    validate_id(requested, "org_id")
+    if current is not None and current != requested:
+        raise InvalidIdentifier(
+            f"a store scoped to org {current!r} cannot be re-scoped to org {requested!r}"
+        )
+    return requested
+
+
+def require_org_in_scope(scope: str | None, org_id: str) -> None:
+    """Refuse a key of ``org_id`` in a store view scoped to another org."""
+    if scope is not None and org_id != scope:
+        raise InvalidIdentifier(f"a store scoped to org {scope!r} refuses a key for org {org_id!r}")

@@ -414,7 +414,7 @@ def test_org_scoped_store_cannot_build_read_or_write_another_orgs_keys(
         lambda: store_a.stored_sha256(key_b),
         lambda: store_a.put_file(key_b, source, sha256=sha, export_id=EXPORT_ID),
     ):
-        with pytest.raises(ExportError, match="belongs to org 'org-b'") as caught:
+        with pytest.raises(ExportError, match="refuses a key for org 'org-b'") as caught:
             attempt()
         assert not caught.value.transient
     with pytest.raises(ExportError, match="cannot be re-scoped"):

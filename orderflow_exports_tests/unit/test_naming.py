@@ -8,6 +8,9 @@ from orderflow_exports.domain.naming import (
     archive_key,
     export_filename,
     is_our_temp_file,
+    narrow_org_scope,
+    parse_archive_key,
+    require_org_in_scope,
     temp_filename,
     validate_id,
 )
@@ -98,3 +101,34 @@ def test_archive_key_layout_and_prefix_normalisation() -> None:
     assert archive_key("", ref, EXPORT_ID) == f"acme/D-1001/{EXPORT_ID}.json"
     with pytest.raises(InvalidIdentifier):
         archive_key("exports", ref, "../../etc")
+
+
+def test_parse_archive_key_accepts_exactly_the_contract_shape() -> None:
+    ref, export_id = parse_archive_key("a/b", f"a/b/acme/D-1/{EXPORT_ID}.json")
+    assert ref == DraftRef("acme", "D-1") and export_id == EXPORT_ID
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        f"a/b-old/acme/D-1/{EXPORT_ID}.json",
+        f"a/b/acme/../D-1/{EXPORT_ID}.json",
+        f"a/b/acme/D-1/x/{EXPORT_ID}.json",
+        f"a/b/acme/D-1/{EXPORT_ID}.txt",
+        "a/b/acme/D-1/.json",
+        None,
+    ],
+)
+def test_parse_archive_key_refuses_anything_else(key: object) -> None:
+    with pytest.raises(InvalidIdentifier):
+        parse_archive_key("a/b", key)
+
+
+def test_org_scope_only_narrows() -> None:
+    assert narrow_org_scope(None, "acme") == "acme"
+    assert narrow_org_scope("acme", "acme") == "acme"
+    with pytest.raises(InvalidIdentifier, match="cannot be re-scoped"):
+        narrow_org_scope("acme", "globex")
+    require_org_in_scope(None, "globex")
+    with pytest.raises(InvalidIdentifier, match="refuses a key for org 'globex'"):
+        require_org_in_scope("acme", "globex")
