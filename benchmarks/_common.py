@@ -13,7 +13,6 @@ import logging
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from orderflow_exports_tests.support.network import free_port, wait_listening
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -292,23 +293,6 @@ def new_bucket(server: MotoServer) -> str:
     name = f"bench-{uuid.uuid4().hex[:16]}"
     server.client().create_bucket(Bucket=name)
     return name
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 # --- timing ---------------------------------------------------------------------------------------

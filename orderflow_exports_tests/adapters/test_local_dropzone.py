@@ -13,6 +13,7 @@ import pytest
 
 from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
 from orderflow_exports.domain.errors import ExportError
+from orderflow_exports_tests.support.components import require_component
 
 NAME = "acme_D-1_20261126T100000Z_3f2b6c1e-9a4d-4e8b-b1c7-0d5e6f7a8b9c.json"
 
@@ -65,8 +66,7 @@ def test_missing_folder_is_a_permanent_config_error(source: Path, tmp_path: Path
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount_point = tmp_path / "tiny"
     mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    require_component(os.geteuid() == 0, "mounting a tmpfs needs root")
     subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], check=True
     )

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import yaml
 
 from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.demo import prepare_database
+from orderflow_exports_tests.support.network import free_port
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,12 +43,6 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 
 _STOP_GRACE_SECONDS = 20.0
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def instance_config(*, run_retries: bool = True) -> dict[str, Any]:

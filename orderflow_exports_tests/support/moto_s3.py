@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+
+from orderflow_exports_tests.support.network import free_port, wait_listening
 
 REGION = "us-east-1"
 
@@ -156,7 +156,7 @@ def _start_moto_process(attempts: int = 3) -> tuple[subprocess.Popen[bytes], str
     # The CLI cannot report an OS-chosen port, so pick a free one and retry if it got taken.
     last_error = ""
     for _ in range(attempts):
-        port = _free_port()
+        port = free_port()
         # A file, not a pipe: moto logs every request, and a full pipe would stall the server.
         with tempfile.TemporaryFile() as log:
             process = subprocess.Popen(
@@ -164,27 +164,10 @@ def _start_moto_process(attempts: int = 3) -> tuple[subprocess.Popen[bytes], str
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-            if _wait_listening(process, port, timeout=30.0):
+            if wait_listening(process, port, timeout=30.0):
                 return process, f"http://127.0.0.1:{port}"
             process.kill()
             process.wait()
             log.seek(0)
             last_error = log.read().decode(errors="replace")[-2000:]
     raise RuntimeError(f"moto server process did not start: {last_error}")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return True
-        time.sleep(0.1)
-    return False

@@ -30,6 +30,7 @@ import pytest
 
 from orderflow_exports.domain.records import ConnectorConfig
 from orderflow_exports_tests.support.components import require_component
+from orderflow_exports_tests.support.network import free_port
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
@@ -127,7 +128,7 @@ def start_sshd(workdir: Path) -> SshdServer:
     # The free port is found by binding port 0 and releasing it; another process may take it in
     # between, so a failed start is tried again on a new port.
     for _attempt in range(3):
-        port = _free_port()
+        port = free_port()
         config = _write_config(workdir, port, host_key, authorized, username)
         log_file = workdir / f"sshd-{port}.log"
         process = subprocess.Popen(
@@ -195,12 +196,6 @@ def _public_line(private_key: Path) -> str:
     """``type base64`` of the key's ``.pub`` file, without its comment."""
     kind, blob = Path(f"{private_key}.pub").read_text(encoding="utf-8").split()[:2]
     return f"{kind} {blob}"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _write_config(
