@@ -71,7 +71,16 @@ def format_exports(records: Sequence[ExportRecord]) -> str:
         for r in records
     ]
     text = _table(headers, rows)
-    failed = [r for r in records if r.status is ExportStatus.FAILED]
+    newest: dict[tuple[str, str], int] = {}
+    for r in records:
+        key = (r.org_id, r.draft_order_id)
+        newest[key] = max(newest.get(key, 0), r.attempt)
+    # Only a failure that is still the draft's latest attempt needs someone to act.
+    failed = [
+        r
+        for r in records
+        if r.status is ExportStatus.FAILED and r.attempt == newest[(r.org_id, r.draft_order_id)]
+    ]
     if failed:
         text += "\n\n" + "\n".join(
             f"{r.org_id}:{r.draft_order_id} attempt {r.attempt} FAILED — {retry_hint(r)}"

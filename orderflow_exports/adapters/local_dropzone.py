@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -89,7 +90,14 @@ def _link_no_replace(source: Path, target: Path) -> None:
 class LocalDropzoneSession:
     """``DropzoneSession`` on the local file system: temp file, fsync, size check, no-replace."""
 
-    def publish(self, folder: str, final_name: str, source: Path, expected_size: int) -> str:
+    def publish(
+        self,
+        folder: str,
+        final_name: str,
+        source: Path,
+        expected_size: int,
+        before_rename: Callable[[], None] | None = None,
+    ) -> str:
         directory = Path(folder)
         final = directory / final_name
         temp = directory / temp_filename(final_name)
@@ -106,6 +114,8 @@ class LocalDropzoneSession:
         try:
             try:
                 self._write_temp(source, temp, expected_size)
+                if before_rename is not None:
+                    before_rename()
                 _link_no_replace(temp, final)
                 _fsync_dir(directory)
             except OSError as exc:

@@ -985,7 +985,14 @@ class SftpDropzoneSession:
 
     # the DropzoneSession port
 
-    def publish(self, folder: str, final_name: str, source: Path, expected_size: int) -> str:
+    def publish(
+        self,
+        folder: str,
+        final_name: str,
+        source: Path,
+        expected_size: int,
+        before_rename: Callable[[], None] | None = None,
+    ) -> str:
         final_path = _join(folder, final_name)
         temp_path = _join(folder, temp_filename(final_name))
         state = _PublishState()
@@ -1000,7 +1007,14 @@ class SftpDropzoneSession:
                 return self._run(
                     f"publishing {final_path}",
                     lambda conn: self._publish_once(
-                        conn, folder, final_path, temp_path, reader, expected_size, state
+                        conn,
+                        folder,
+                        final_path,
+                        temp_path,
+                        reader,
+                        expected_size,
+                        state,
+                        before_rename,
                     ),
                 )
             except ExportError:
@@ -1017,6 +1031,7 @@ class SftpDropzoneSession:
         reader: IO[bytes],
         expected_size: int,
         state: _PublishState,
+        before_rename: Callable[[], None] | None = None,
     ) -> str:
         if state.rename_sent:
             # The connection dropped after the rename was sent: did it land?
@@ -1077,6 +1092,8 @@ class SftpDropzoneSession:
                 f"{expected_size}; not publishing it",
                 transient=True,
             )
+        if before_rename is not None:
+            before_rename()
         state.rename_sent = True
         renamed = self._rename_no_replace(conn, temp_path, final_path)
         state.rename_sent = False

@@ -3,8 +3,12 @@
 Plain Python over the ports; the Dagster assets only wire it. The rules (CONTRACT §2, §6):
 
 - a draft whose latest export is SENT or ACKED is not sent again unless ``force`` is asked;
-- a PENDING export left by a dead run is reconciled first: if its final file is in the
-  dropzone, it becomes SENT (no second copy); if not, FAILED (``INTERRUPTED``);
+- a PENDING export left by a dead run is reconciled first: its final file in the dropzone →
+  SENT (no second copy); its temp file there, or its rename never issued → FAILED
+  (``INTERRUPTED``) and a new attempt; rename issued and no file left (the ERP may have taken
+  it) → SENT, unconfirmed, so that the ack or the ack deadline decides, never a second copy;
+- an error after the rename was issued is checked against the dropzone before the row may
+  become FAILED; when the dropzone cannot be asked, the row stays PENDING for the next try;
 - every new attempt is a new row (attempt + 1, new export id and file name);
 - the document is streamed to a spool file first, so the row carries its sha256 and size and a
   huge draft never sits in memory; the same file is then published and archived.
@@ -28,7 +32,7 @@ from orderflow_exports.domain.errors import (
     ConnectorNotConfigured,
     ExportError,
 )
-from orderflow_exports.domain.naming import DraftRef, export_filename
+from orderflow_exports.domain.naming import DraftRef, export_filename, temp_filename
 from orderflow_exports.domain.ports import (
     ConnectorConfigs,
     DraftSource,
@@ -42,6 +46,13 @@ from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewE
 from orderflow_exports.domain.status import ExportStatus
 
 OutcomeAction = Literal["sent", "already_sent", "recovered"]
+_CONNECTION_CODES = (ExportError.CONNECTION, ExportError.TIMEOUT)
+_ENDPOINT_DOWN_CODES = (
+    ExportError.CONNECTION,
+    ExportError.TIMEOUT,
+    ExportError.HOST_KEY,
+    ExportError.AUTH,
+)
 PERMANENT = "permanent"
 
 
@@ -104,6 +115,8 @@ class ExportService:
     new_id: Callable[[], str] = new_export_id
     _swept: set[tuple[str, str]] = field(default_factory=set)
     _configs: dict[str, ConnectorConfig | None] = field(default_factory=dict)
+    # Endpoints that refused us in this run: their other drafts fail fast, without a new row.
+    _down: dict[str, ExportError] = field(default_factory=dict)
 
     def config_for(self, ref: DraftRef) -> ConnectorConfig:
         if ref.org_id not in self._configs:
@@ -135,6 +148,9 @@ class ExportService:
         already failed permanently in one of them fails again without another attempt.
         """
         config = self.config_for(ref)
+        down = self._down.get(config.endpoint)
+        if down is not None:
+            self._session_for(config)  # raises: no document, no row for a dropzone that is down
         draft = self.load_exportable(ref)
         latest = self.ledger.latest(ref)
         if latest is not None and not force:
@@ -187,6 +203,17 @@ class ExportService:
                     f"{pending.ref}: export {pending.id} was PENDING but its file is in the "
                     "dropzone; recorded it as SENT instead of sending a second copy"
                 )
+        elif pending.rename_started_at is not None and not session.exists(
+            config.export_path, temp_filename(pending.filename)
+        ):
+            # The rename was issued and the file is gone: the ERP may well have taken it. Sending
+            # again could deliver the order twice; the ack (or its deadline) decides instead.
+            if self.ledger.mark_sent(pending.id, at=now):
+                self.log.warning(
+                    f"{pending.ref}: export {pending.id} was PENDING, its rename was issued and "
+                    "no file remains in the dropzone (the ERP may have taken it): recorded as "
+                    "SENT, unconfirmed; the ERP's ack or the ack deadline settles it"
+                )
         elif self.ledger.mark_failed(
             pending.id,
             expected=ExportStatus.PENDING,
@@ -195,7 +222,7 @@ class ExportService:
             at=now,
         ):
             self.log.warning(
-                f"{pending.ref}: export {pending.id} was interrupted before publishing; "
+                f"{pending.ref}: export {pending.id} was interrupted before its final rename; "
                 "marked FAILED (INTERRUPTED), making a new attempt"
             )
         # When a compare-and-set above lost, another run or an ack moved the row first.
@@ -260,19 +287,71 @@ class ExportService:
 
     def _publish(self, record: ExportRecord, config: ConnectorConfig, spool: Path) -> ExportRecord:
         """Publish the spool file and mark the row SENT; returns the row as it now is."""
+        renaming: list[datetime] = []
+
+        def before_rename() -> None:
+            at = self.clock()
+            self.ledger.mark_renaming(record.id, at=at)
+            renaming.append(at.astimezone(UTC))
+
         try:
-            session = self.dropzones.session_for(config)
+            session = self._session_for(config)
             self._sweep_once(session, config)
-            session.publish(config.export_path, record.filename, spool, record.byte_size)
-        except ExportError as exc:
-            self._fail(record, exc)
-            if exc.code in (ExportError.CONNECTION, ExportError.TIMEOUT):
-                self.dropzones.discard(config)
-            raise
+            session.publish(
+                config.export_path, record.filename, spool, record.byte_size, before_rename
+            )
         except Exception as exc:
-            error = ExportError(ExportError.IO, f"{type(exc).__name__}: {exc}", transient=True)
-            self._fail(record, error)
+            error = (
+                exc
+                if isinstance(exc, ExportError)
+                else ExportError(ExportError.IO, f"{type(exc).__name__}: {exc}", transient=True)
+            )
+            if error.code in _CONNECTION_CODES:
+                self.dropzones.discard(config)
+            if renaming:
+                # The rename was issued: the file may be in the dropzone whatever the error said.
+                settled = self._settle_after_rename(record, config, error)
+                if settled is not None:
+                    return settled
+            else:
+                self._fail(record, error)
+                spool.unlink(missing_ok=True)  # a FAILED attempt is never archived
+                if error.code in _ENDPOINT_DOWN_CODES and config.transport == "sftp":
+                    self._down[config.endpoint] = error
+            if error is exc:
+                raise
             raise error from exc
+        return self._record_sent(replace(record, rename_started_at=renaming[-1]))
+
+    def _settle_after_rename(
+        self, record: ExportRecord, config: ConnectorConfig, error: ExportError
+    ) -> ExportRecord | None:
+        """After a failure once the rename was issued: SENT if the file landed, else FAILED.
+
+        When the dropzone cannot even be asked, the row stays PENDING (with its spool file) and
+        the next try reconciles it; returns None whenever the caller should raise ``error``.
+        """
+        try:
+            landed = self._session_for(config).exists(config.export_path, record.filename)
+        except ExportError as check_error:
+            self.log.warning(
+                f"{record.ref}: export {record.id} failed after its rename was issued ({error}) "
+                f"and the dropzone cannot be checked ({check_error}); the row stays PENDING and "
+                "the next try checks the dropzone before sending anything"
+            )
+            return None
+        if landed:
+            self.log.warning(
+                f"{record.ref}: export {record.id} reported {error.code} after its rename, but "
+                "the file is in the dropzone: recorded as SENT"
+            )
+            return self._record_sent(record)
+        self._fail(record, error)
+        spool_path = self.spool_path(record.ref, record.id)
+        spool_path.unlink(missing_ok=True)
+        return None
+
+    def _record_sent(self, record: ExportRecord) -> ExportRecord:
         at = self.clock()
         if self.ledger.mark_sent(record.id, at=at):
             # The compare-and-set changed exactly these columns of the row we hold: no need to
@@ -283,6 +362,16 @@ class ExportService:
         refreshed = self.ledger.get(record.id)
         assert refreshed is not None
         return refreshed
+
+    def _session_for(self, config: ConnectorConfig) -> DropzoneSession:
+        down = self._down.get(config.endpoint)
+        if down is not None:
+            raise ExportError(
+                down.code,
+                f"not attempted: {config.endpoint} already failed in this run ({down.message})",
+                transient=down.transient,
+            )
+        return self.dropzones.session_for(config)
 
     def _fail(self, record: ExportRecord, error: ExportError) -> None:
         self.ledger.mark_failed(

@@ -102,11 +102,23 @@ def approved_drafts(
             "line_count": draft.line_count,
             "approved_at": draft.approved_at.isoformat() if draft.approved_at else None,
         }
-    if refused:
+    if refused and not summary:
         _fail_permanently(
             context,
             "refused: " + "; ".join(f"{k}: {v}" for k, v in refused.items()),
             metadata={"refused": dg.MetadataValue.json(refused)},
+        )
+    for key, reason in refused.items():
+        # In a batch one refused draft must not stop the others: export_json refuses it again
+        # (no row, no file) and fails the run naming it, after sending the rest.
+        context.log.error(f"{key}: refused: {reason}")
+    if refused:
+        return dg.MaterializeResult(
+            metadata={
+                "draft_count": len(summary),
+                "refused_count": len(refused),
+                "refused": dg.MetadataValue.json(refused),
+            }
         )
     if len(summary) == 1:
         return dg.MaterializeResult(metadata=next(iter(summary.values())))
@@ -167,7 +179,10 @@ def export_json(
     failures: dict[str, OrderflowError] = {}
     refs = _partition_refs(context)
     run = context.dagster_run
-    earlier_tries = [r for r in (run.parent_run_id, run.root_run_id) if r]
+    # Only the daemon's automatic retries count as tries of this run: an operator re-executing
+    # after a fix (no retry tag) gets a fresh attempt.
+    automatic_retry = "dagster/retry_number" in run.tags
+    earlier_tries = [r for r in (run.parent_run_id, run.root_run_id) if r and automatic_retry]
     for key, ref in refs.items():
         try:
             outcomes[key] = service.export(

@@ -1,9 +1,10 @@
 """``approved_drafts_sensor``: new approvals become partitions and (batched) runs."""
 
 from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
 
 import dagster as dg
-from pydantic import ValidationError
 
 from orderflow_exports.defs.jobs import export_drafts_job
 from orderflow_exports.defs.partitions import (
@@ -11,13 +12,26 @@ from orderflow_exports.defs.partitions import (
     approved_drafts_partitions,
 )
 from orderflow_exports.defs.resources import DatabaseResource
-from orderflow_exports.domain.drafts import refusal_reason
+from orderflow_exports.domain.drafts import DraftOrder, refusal_reason
 from orderflow_exports.domain.errors import InvalidIdentifier
 from orderflow_exports.domain.naming import DraftRef
 
 DROPZONE_HOST_TAG = "orderflow/dropzone_host"
 MAX_DRAFTS_PER_TICK = 1000
-_CANDIDATE_FETCH = 5000
+_PAGE_SIZE = 2000
+_MAX_SCANNED_PER_TICK = 50_000  # keeps a tick far inside the 60 s evaluation timeout
+
+
+def _unexported_approved(database: DatabaseResource) -> Iterator[DraftOrder]:
+    drafts = database.drafts()
+    after: tuple[datetime, str] | None = None
+    for _ in range(_MAX_SCANNED_PER_TICK // _PAGE_SIZE):
+        page = drafts.find_unexported_approved(limit=_PAGE_SIZE, after=after)
+        yield from page
+        if len(page) < _PAGE_SIZE:
+            return
+        last = page[-1]
+        after = (last.approved_at or last.updated_at, last.id)
 
 
 def _run_request(keys: list[str], host: str) -> dg.RunRequest:
@@ -47,14 +61,17 @@ def approved_drafts_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     configs = {c.org_id: c for c in database.connector_configs().list(enabled_only=True)}
     known = set(context.instance.get_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME))
-    candidates = database.drafts().find_unexported_approved(limit=_CANDIDATE_FETCH)
     by_host: dict[str, list[str]] = defaultdict(list)
     skipped: list[str] = []
     accepted = 0
-    for draft in candidates:
+    # Page through the backlog: drafts that stay unexported (no connector, refused, or added
+    # earlier and never run) must not hide newer approvals behind a fixed window.
+    for draft in _unexported_approved(database):
+        if accepted >= MAX_DRAFTS_PER_TICK:
+            break
         try:
             ref = DraftRef(draft.org_id, draft.id)
-        except (InvalidIdentifier, ValidationError) as exc:
+        except InvalidIdentifier as exc:
             skipped.append(f"{draft.org_id}:{draft.id}: {exc}")
             continue
         if ref.partition_key in known:
@@ -67,13 +84,13 @@ def approved_drafts_sensor(
         if reason is not None:
             skipped.append(f"{ref}: {reason}")
             continue
-        if accepted >= MAX_DRAFTS_PER_TICK:
-            break
         host = config.host if config.transport == "sftp" and config.host else "local"
         by_host[host].append(ref.partition_key)
         accepted += 1
-    for line in skipped:
+    for line in skipped[:50]:
         context.log.info(f"not exported: {line}")
+    if len(skipped) > 50:
+        context.log.info(f"not exported: {len(skipped) - 50} more drafts")
     if not by_host:
         detail = f"; skipped {len(skipped)}: " + "; ".join(skipped[:20]) if skipped else ""
         return dg.SkipReason(f"no new approved drafts to export{detail}")

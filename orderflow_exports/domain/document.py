@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
-from typing import Annotated, Any, BinaryIO, Literal
+from typing import Annotated, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -325,7 +325,3 @@ def write_document(
 def parse_document(data: bytes) -> ExportDocument:
     """Parse and validate a complete document (used by checks and tests, never on the hot path)."""
     return ExportDocument.model_validate_json(data, strict=False)
-
-
-def document_dict(data: bytes) -> dict[str, Any]:
-    return json.loads(data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -24,9 +24,15 @@ class DraftSource(Protocol):
         ...
 
     def find_unexported_approved(
-        self, limit: int, org_ids: list[str] | None = None
+        self,
+        limit: int,
+        org_ids: list[str] | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[DraftOrder]:
-        """APPROVED drafts (of ``org_ids`` when given) with no ``erp_export`` row, oldest first."""
+        """APPROVED drafts (of ``org_ids``) with no ``erp_export`` row, oldest approval first.
+
+        ``after`` is the ``(approved_at, id)`` of the last draft of the previous page.
+        """
         ...
 
 
@@ -52,6 +58,14 @@ class ExportLedger(Protocol):
 
         ``supersede`` names a SENT export that a forced attempt replaces: it becomes FAILED
         (``SUPERSEDED``) in the same transaction.
+        """
+        ...
+
+    def mark_renaming(self, export_id: str, *, at: datetime) -> bool:
+        """Record on a PENDING row that its final rename is about to be issued.
+
+        Before it, the file can never have been under its final name; after it, a missing final
+        file proves nothing (the ERP may already have taken it).
         """
         ...
 
@@ -92,11 +106,19 @@ class ExportLedger(Protocol):
 class DropzoneSession(Protocol):
     """An open connection to one dropzone server (or the local file system)."""
 
-    def publish(self, folder: str, final_name: str, source: Path, expected_size: int) -> str:
+    def publish(
+        self,
+        folder: str,
+        final_name: str,
+        source: Path,
+        expected_size: int,
+        before_rename: Callable[[], None] | None = None,
+    ) -> str:
         """Atomically place ``source`` at ``folder/final_name``; never replaces a file.
 
-        Writes ``.{final_name}.tmp`` first, checks its size, then renames. Returns the full
-        path. Raises ExportError (classified) on any failure, leaving no temp file behind.
+        Writes ``.{final_name}.tmp`` first, checks its size, calls ``before_rename`` and then
+        renames. Returns the full path. Raises ExportError (classified) on any failure, leaving
+        no temp file behind.
         """
         ...
 

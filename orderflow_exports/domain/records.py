@@ -87,6 +87,8 @@ class ExportRecord:
     sent_at: datetime | None
     acked_at: datetime | None
     updated_at: datetime
+    # Set just before the final rename: from then on a missing file may mean the ERP took it.
+    rename_started_at: datetime | None = None
 
     @property
     def ref(self) -> DraftRef:

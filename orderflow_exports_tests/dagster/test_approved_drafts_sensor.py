@@ -71,3 +71,24 @@ def test_exported_drafts_are_not_requested_again(orderflow_env: OrderflowEnv) ->
     env.instance.delete_dynamic_partition("approved_drafts", keys[0])
     result = _evaluate(env)
     assert isinstance(result, dg.SkipReason)  # it has an export row: nothing to do
+
+
+def test_a_backlog_of_unexportable_drafts_does_not_hide_new_approvals(
+    orderflow_env: OrderflowEnv,
+) -> None:
+    from datetime import timedelta
+
+    from orderflow_exports.defs import sensors
+
+    env = orderflow_env
+    env.add_local_connector("acme")
+    backlog = sensors._PAGE_SIZE + 50  # more than one page of drafts nobody can export
+    env.add_drafts(
+        *(SampleDraft("nocfg", f"N-{n}", lines=1) for n in range(backlog)), partitions=False
+    )
+    newer = SampleDraft("acme", "NEW-1").approved_at + timedelta(days=1)
+    env.add_drafts(SampleDraft("acme", "NEW-1", approved_at=newer), partitions=False)
+    result = _evaluate(env)
+    assert isinstance(result, dg.SensorResult)
+    [request] = result.run_requests or []
+    assert request.partition_key == "acme:NEW-1"

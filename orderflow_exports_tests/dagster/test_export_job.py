@@ -142,6 +142,8 @@ def test_read_only_dropzone_fails_the_run_and_the_row(
     assert row.error_code == "PERMISSION"
     assert "permanent" in (row.error_message or "")
     assert os.listdir(read_only_outbox) == []  # no final file, no temp
+    spool = env.home / "orderflow" / "spool"
+    assert not [p for p in spool.rglob("*") if p.is_file()]  # a FAILED attempt keeps no copy
     failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failure and "PERMISSION (permanent)" in str(failure[0].event_specific_data)
     # A permanent error is not retried inside the run.
@@ -244,3 +246,77 @@ def test_losing_an_insert_race_leaves_no_staging_file(
     spool = env.home / "orderflow" / "spool"
     assert not [p for p in spool.rglob("*") if p.is_file()]
     assert os.listdir(env.outbox("acme")) == []
+
+
+def test_an_error_after_the_rename_is_checked_against_the_dropzone(
+    orderflow_env: OrderflowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply to the rename is lost (timeout), but the file landed: SENT, never a 2nd copy."""
+    from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
+    from orderflow_exports.domain.errors import ExportError
+
+    env = orderflow_env
+    env.add_local_connector("acme")
+    [key] = env.add_drafts(SampleDraft("acme", "D-1"))
+    real_publish = LocalDropzoneSession.publish
+
+    def publish_then_time_out(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real_publish(self, *args, **kwargs)
+        raise ExportError(ExportError.TIMEOUT, "no reply to the rename", transient=True)
+
+    monkeypatch.setattr(LocalDropzoneSession, "publish", publish_then_time_out)
+    result = env.run_export([key])
+    assert result.success
+    [row] = env.exports(key)
+    assert row.status is ExportStatus.SENT and row.rename_started_at is not None
+    assert os.listdir(env.outbox("acme")) == [row.filename]
+    assert Path(row.storage_key).read_bytes() == Path(row.dropzone_path).read_bytes()
+
+
+def test_a_file_the_erp_took_before_sent_was_recorded_is_not_sent_again(
+    orderflow_env: OrderflowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Published; recording SENT fails; the ERP moves the file away before the step retry."""
+    from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+
+    env = orderflow_env
+    env.add_local_connector("acme")
+    [key] = env.add_drafts(SampleDraft("acme", "D-1"))
+    real_mark_sent = SqlExportLedger.mark_sent
+    failures: list[str] = []
+
+    def lost_once(self, export_id, *, at):  # type: ignore[no-untyped-def]
+        if failures:
+            return real_mark_sent(self, export_id, at=at)
+        failures.append(export_id)
+        for published in env.outbox("acme").iterdir():  # the ERP consumes its inbound file
+            published.rename(env.dropzones / f"erp-took-{published.name}")
+        raise RuntimeError("database connection lost")
+
+    monkeypatch.setattr(SqlExportLedger, "mark_sent", lost_once)
+    result = env.run_export([key])
+    assert result.success
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1
+    [row] = env.exports(key)  # no second attempt, no second copy
+    assert row.id == failures[0] and row.status is ExportStatus.SENT
+    assert row.rename_started_at is not None
+    assert os.listdir(env.outbox("acme")) == []
+    assert len(list(env.dropzones.glob("erp-took-*"))) == 1
+
+
+def test_a_refused_draft_does_not_stop_its_batch(orderflow_env: OrderflowEnv) -> None:
+    env = orderflow_env
+    env.add_local_connector("acme")
+    keys = env.add_drafts(
+        SampleDraft("acme", "D-1"),
+        SampleDraft("acme", "D-2", status="CANCELLED"),
+        SampleDraft("acme", "D-3"),
+    )
+    result = env.run_export(keys)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "export_json"
+    assert "acme:D-2" in str(failure.event_specific_data)
+    assert "only APPROVED drafts are exported" in str(failure.event_specific_data)
+    assert [len(env.exports(k)) for k in keys] == [1, 0, 1]
+    assert len(os.listdir(env.outbox("acme"))) == 2

@@ -403,6 +403,7 @@ def test_two_runs_recovering_one_interrupted_export_transition_it_once(
     assert audit == [
         ("UPDATE", interrupted_id, "PENDING", "FAILED"),  # once, not once per run
         ("INSERT", new.id, None, "PENDING"),
+        ("UPDATE", new.id, "PENDING", "PENDING"),  # rename_started_at, just before the rename
         ("UPDATE", new.id, "PENDING", "SENT"),
     ]
     assert _active_rows(env) == 1

@@ -87,3 +87,19 @@ def test_wrong_host_key_fails_permanently_and_sends_nothing(
     assert sshd_server.host_key_fingerprint in (row.error_message or "")
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert [n for n in os.listdir(sftp_outbox) if n != "acks"] == []
+
+
+def test_a_refusing_server_fails_its_other_drafts_fast_without_rows(
+    orderflow_env: OrderflowEnv, sshd_server: SshdServer, sftp_outbox: Path
+) -> None:
+    env = orderflow_env
+    _configure(env, sshd_server, "acme", sftp_outbox, host_key=sshd_server.other_host_key_line)
+    keys = env.add_drafts(*(SampleDraft("acme", f"D-{n}") for n in range(3)))
+    result = env.run_export(keys)
+    assert not result.success
+    rows = [row for key in keys for row in env.exports(key)]
+    assert [r.error_code for r in rows] == ["HOST_KEY"]  # one attempt, not one per draft
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data)
+    for key in keys[1:]:
+        assert f"{key}: HOST_KEY (permanent): [HOST_KEY] not attempted" in message

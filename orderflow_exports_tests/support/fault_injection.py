@@ -23,6 +23,7 @@ import fcntl
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,12 @@ def outage_publish(switch: Path) -> Any:
     """A ``LocalDropzoneSession.publish`` that honours ``switch`` (to patch in with monkeypatch)."""
 
     def publish(
-        self: LocalDropzoneSession, folder: str, final_name: str, source: Path, expected_size: int
+        self: LocalDropzoneSession,
+        folder: str,
+        final_name: str,
+        source: Path,
+        expected_size: int,
+        before_rename: Callable[[], None] | None = None,
     ) -> str:
         if _outage_takes(switch):
             raise ExportError(
@@ -77,7 +83,7 @@ def outage_publish(switch: Path) -> Any:
                 "(injected outage)",
                 transient=True,
             )
-        return _real_publish(self, folder, final_name, source, expected_size)
+        return _real_publish(self, folder, final_name, source, expected_size, before_rename)
 
     return publish
 

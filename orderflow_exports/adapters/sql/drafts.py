@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, select
+from sqlalchemy import Engine, and_, exists, func, or_, select
 
 from orderflow_exports.adapters.sql.tables import draft_order, draft_order_line, erp_export
 from orderflow_exports.domain.drafts import APPROVED, DraftLine, DraftOrder
@@ -63,7 +64,10 @@ class SqlDraftSource:
                 yield DraftLine(*row)
 
     def find_unexported_approved(
-        self, limit: int, org_ids: list[str] | None = None
+        self,
+        limit: int,
+        org_ids: list[str] | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[DraftOrder]:
         has_export = exists().where(
             and_(
@@ -71,13 +75,20 @@ class SqlDraftSource:
                 erp_export.c.draft_order_id == draft_order.c.id,
             )
         )
+        # approved_at is set with APPROVED (CONTRACT §1); updated_at stands in if it is missing.
+        approved = func.coalesce(draft_order.c.approved_at, draft_order.c.updated_at)
         query = (
             select(draft_order, _line_count())
             .where(draft_order.c.status == APPROVED, ~has_export)
-            .order_by(draft_order.c.approved_at, draft_order.c.id)
+            .order_by(approved, draft_order.c.id)
             .limit(limit)
         )
         if org_ids is not None:
             query = query.where(draft_order.c.org_id.in_(org_ids))
+        if after is not None:
+            moment, draft_id = after
+            query = query.where(
+                or_(approved > moment, and_(approved == moment, draft_order.c.id > draft_id))
+            )
         with self._engine.connect() as conn:
             return [_draft(row) for row in conn.execute(query)]

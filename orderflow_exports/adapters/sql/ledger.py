@@ -76,6 +76,7 @@ class SqlExportLedger:
             "created_at": new.created_at,
             "sent_at": None,
             "acked_at": None,
+            "rename_started_at": None,
             "updated_at": new.created_at,
         }
         try:
@@ -124,6 +125,11 @@ class SqlExportLedger:
         )
         with self._engine.begin() as conn:
             return conn.execute(statement).rowcount == 1
+
+    def mark_renaming(self, export_id: str, *, at: datetime) -> bool:
+        return self._compare_and_set(
+            export_id, ExportStatus.PENDING, {"rename_started_at": at, "updated_at": at}
+        )
 
     def mark_sent(self, export_id: str, *, at: datetime) -> bool:
         return self._compare_and_set(

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -111,7 +112,7 @@ erp_export = Table(
     Column("dropzone_path", Text, nullable=False),
     Column("storage_key", Text, nullable=False),
     Column("content_sha256", String(64), nullable=False),
-    Column("byte_size", Integer, nullable=False),
+    Column("byte_size", BigInteger, nullable=False),
     Column("line_count", Integer, nullable=False),
     Column("forced", Boolean, nullable=False),
     Column("erp_order_number", Text),
@@ -119,6 +120,7 @@ erp_export = Table(
     Column("error_message", Text),
     Column("dagster_run_id", String(64)),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("rename_started_at", UtcDateTime()),
     Column("sent_at", UtcDateTime()),
     Column("acked_at", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False),
