@@ -196,3 +196,14 @@ def test_connector_config_rejects_unsafe_values(kwargs: dict, message: str) -> N
     values = {"org_id": "acme", "transport": "local", "export_path": "/a", "ack_path": "/b"}
     with pytest.raises(ValueError, match=message):
         ConnectorConfig(**{**values, **kwargs})
+
+
+def test_a_move_the_status_machine_forbids_is_refused_before_the_database(
+    engine: Engine,
+) -> None:
+    ledger = SqlExportLedger(engine)
+    record = ledger.create_pending(new_export())
+    with pytest.raises(ValueError, match="from ACKED to FAILED"):
+        ledger.mark_failed(record.id, expected=ExportStatus.ACKED, code="X", message="x", at=NOW)
+    stored = ledger.get(record.id)
+    assert stored is not None and stored.status is ExportStatus.PENDING

@@ -14,7 +14,7 @@ from orderflow_exports.domain.document import CONNECTOR_TYPE
 from orderflow_exports.domain.errors import AlreadyInFlight
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.records import ExportRecord, NewExport
-from orderflow_exports.domain.status import ExportStatus
+from orderflow_exports.domain.status import ExportStatus, require_transition
 
 SUPERSEDED = "SUPERSEDED"
 
@@ -118,6 +118,9 @@ class SqlExportLedger:
         expected: ExportStatus | tuple[ExportStatus, ...],
         values: dict[str, Any],
     ) -> bool:
+        if "status" in values:  # the domain's status machine decides which moves exist
+            for old in _statuses(expected):
+                require_transition(ExportStatus(old), ExportStatus(values["status"]))
         statement = (
             update(erp_export)
             .where(erp_export.c.id == export_id, erp_export.c.status.in_(_statuses(expected)))
