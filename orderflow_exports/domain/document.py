@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
@@ -17,7 +17,7 @@ from typing import Annotated, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from orderflow_exports.domain.drafts import DraftLine, DraftOrder
+from orderflow_exports.domain.drafts import DraftLine, DraftOrder, show_value
 from orderflow_exports.domain.errors import DraftRefused
 from orderflow_exports.domain.naming import ID_PATTERN
 
@@ -187,12 +187,43 @@ class DocumentStats:
     net_amount: str
 
 
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    """A validation error as "field value: what is wrong", one clause per wrong field."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        if error["type"] == "missing":
+            parts.append(f"{where} is missing")
+        else:
+            parts.append(f"{where} {show_value(error['input'])}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _ship_to(value: object) -> ShipTo:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"ship_to {show_value(value)} is not a JSON object")
+    try:
+        return ShipTo(**value)
+    except ValidationError as exc:
+        raise ValueError(_describe(exc, "ship_to")) from exc
+
+
+def _customer(draft: DraftOrder) -> Customer:
+    try:
+        return Customer(erp_customer_number=draft.customer_erp_number, name=draft.customer_name)
+    except ValidationError as exc:
+        raise ValueError(_describe(exc, "customer")) from exc
+
+
 def build_header(
     draft: DraftOrder, *, export_id: str, attempt: int, created_at: datetime
 ) -> ExportHeader:
-    """Validate the draft header into the document header; refuses invalid data clearly."""
+    """Validate the draft header into the document header; refuses invalid data clearly.
+
+    The :class:`DraftRefused` names the draft and each wrong field with its value.
+    """
+    label = f"draft {draft.org_id}:{draft.id}"
     try:
-        ship_to = dict(draft.ship_to)
         return ExportHeader(
             export=ExportInfo(
                 export_id=export_id, attempt=attempt, created_at=rfc3339_utc(created_at)
@@ -201,19 +232,19 @@ def build_header(
             order=OrderInfo(
                 draft_order_id=draft.id,
                 customer_po_number=draft.customer_po_number,
-                customer=Customer(
-                    erp_customer_number=draft.customer_erp_number, name=draft.customer_name
-                ),
+                customer=_customer(draft),
                 order_date=draft.order_date.isoformat(),
                 requested_delivery_date=iso_date(draft.requested_delivery_date),
                 currency=draft.currency,
-                ship_to=ShipTo(**ship_to),
+                ship_to=_ship_to(draft.ship_to),
                 notes=draft.notes,
                 approved_at=None if draft.approved_at is None else rfc3339_utc(draft.approved_at),
             ),
         )
-    except (ValidationError, TypeError) as exc:
-        raise DraftRefused(f"draft {draft.org_id}:{draft.id} header is invalid: {exc}") from exc
+    except ValidationError as exc:  # before ValueError: it is one
+        raise DraftRefused(f"{label}: {_describe(exc)}") from exc
+    except (ValueError, TypeError, AttributeError, DraftRefused) as exc:
+        raise DraftRefused(f"{label}: {exc}") from exc
 
 
 # Validating a dict with the model's validator builds the same ExportLine as ExportLine(**values)
@@ -221,13 +252,50 @@ def build_header(
 _validate_line = ExportLine.__pydantic_validator__.validate_python
 
 
-def build_line(line: DraftLine) -> tuple[ExportLine, Decimal]:
-    """Validate one draft line into a document line; returns it with its rounded total."""
+# numeric(18,4) (CONTRACT §1) has 14 digits before the point. Within it a quantity × unit_price
+# has at most 36 digits, which the 60-digit context multiplies exactly.
+_AMOUNT_LIMIT = Decimal("1E+14")
+
+
+def _amount_text(field_name: str, value: Decimal) -> str:
+    """``value`` with exactly 4 decimals, refusing any value that would have to be rounded.
+
+    Rounding what a customer ordered, or a price, would silently change the order and make the
+    line total disagree with the numbers printed beside it.
+    """
     try:
+        rounded = value.quantize(_SCALE_4, context=_DECIMAL_CONTEXT)
+        exact = rounded == value and -_AMOUNT_LIMIT < value < _AMOUNT_LIMIT
+    except (InvalidOperation, AttributeError, TypeError):
+        exact = False
+    if not exact:
+        raise ValueError(_amount_problem(field_name, value))
+    if rounded.is_zero():
+        rounded = rounded.copy_abs()  # "-0.0000" → "0.0000"
+    return str(rounded)
+
+
+def _amount_problem(field_name: str, value: object) -> str:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return f"{field_name} {show_value(value)} is not a finite decimal number"
+    if not -_AMOUNT_LIMIT < value < _AMOUNT_LIMIT:
+        return f"{field_name} {value} is out of range (at most 14 digits before the decimal point)"
+    return f"{field_name} {value} has more than 4 decimals"
+
+
+def build_line(line: DraftLine) -> tuple[ExportLine, Decimal]:
+    """Validate one draft line into a document line; returns it with its rounded total.
+
+    Quantity and unit price are printed exactly as given (at most 4 decimals, else the line is
+    refused), so ``line_total`` always equals quantity × unit_price as printed, rounded half-up.
+    """
+    try:
+        quantity = _amount_text("quantity", line.quantity)
+        unit_price = _amount_text("unit_price", line.unit_price)
         if not line.quantity > 0:
-            raise ValueError(f"quantity must be > 0, got {line.quantity}")
+            raise ValueError(f"quantity must be > 0, got {quantity}")
         if line.unit_price < 0:
-            raise ValueError(f"unit_price must be >= 0, got {line.unit_price}")
+            raise ValueError(f"unit_price must be >= 0, got {unit_price}")
         total = _DECIMAL_CONTEXT.multiply(line.quantity, line.unit_price).quantize(
             _SCALE_2, context=_DECIMAL_CONTEXT
         )
@@ -238,15 +306,17 @@ def build_line(line: DraftLine) -> tuple[ExportLine, Decimal]:
                 "erp_item_number": line.erp_item_number,
                 "customer_item_number": line.customer_item_number,
                 "description": line.description,
-                "quantity": _fixed(line.quantity, _SCALE_4),
+                "quantity": quantity,
                 "uom": line.uom,
-                "unit_price": _fixed(line.unit_price, _SCALE_4),
+                "unit_price": unit_price,
                 "line_total": _fixed(total, _SCALE_2),
                 "requested_delivery_date": None if delivery is None else delivery.isoformat(),
             }
         )
-    except (ValidationError, ValueError, TypeError, InvalidOperation) as exc:
-        raise DraftRefused(f"line {line.line_no} is invalid: {exc}") from exc
+    except ValidationError as exc:  # before ValueError: it is one
+        raise DraftRefused(f"line {line.line_no}: {_describe(exc)}") from exc
+    except (ValueError, TypeError, AttributeError, InvalidOperation) as exc:
+        raise DraftRefused(f"line {line.line_no}: {exc}") from exc
     return exported, total
 
 
@@ -296,12 +366,17 @@ def write_document(
     net = Decimal(0)
     count = 0
     pending: list[bytes] = []
+    label = f"draft {header.org_id}:{header.order.draft_order_id}"
     for line in lines:
         if line.line_no != count + 1:
             raise DraftRefused(
-                f"line numbers must run 1..n without gaps; expected {count + 1}, got {line.line_no}"
+                f"{label}: line numbers must run 1..n without gaps; "
+                f"expected {count + 1}, got {line.line_no}"
             )
-        exported, total = build_line(line)
+        try:
+            exported, total = build_line(line)
+        except DraftRefused as exc:
+            raise DraftRefused(f"{label}: {exc}") from exc
         pending.append(b"\n" if count == 0 else b",\n")
         pending.append(_dump(exported))
         net = _DECIMAL_CONTEXT.add(net, total)
@@ -312,7 +387,7 @@ def write_document(
     if pending:
         out.write(b"".join(pending))
     if count == 0:
-        raise DraftRefused(f"draft {header.org_id}:{header.order.draft_order_id} has no lines")
+        raise DraftRefused(f"{label} has no lines")
     totals = Totals(line_count=count, net_amount=fixed(net, 2), currency=header.order.currency)
     out.write(b'\n],"totals":')
     out.write(_dump(totals))

@@ -6,21 +6,70 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, or_, select
+from sqlalchemy import (
+    Engine,
+    Select,
+    String,
+    Text,
+    and_,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 
 from orderflow_exports.adapters.sql.tables import draft_order, draft_order_line, erp_export
-from orderflow_exports.domain.drafts import APPROVED, DraftLine, DraftOrder
+from orderflow_exports.domain.drafts import (
+    APPROVED,
+    DraftLine,
+    DraftOrder,
+    draft_from_values,
+    line_from_values,
+)
 from orderflow_exports.domain.naming import DraftRef
 
+
+def _raw(column: Any) -> Any:
+    """The column's value as the driver delivers it, without SQLAlchemy's decoding.
+
+    SQLite stores anything in any column, and decoding a date, a timestamp or a decimal at
+    fetch time raises on the first bad value, before anyone can say which draft holds it. The
+    domain parsers take the raw value instead; PostgreSQL still delivers date, datetime and
+    Decimal objects, which they accept as well.
+    """
+    return type_coerce(column, String).label(column.name)
+
+
+# ship_to as its JSON text on every database: PostgreSQL's driver would decode it, and a JSON
+# string would then be indistinguishable from text that is not JSON at all.
+_DRAFT_COLUMNS = (
+    draft_order.c.id,
+    draft_order.c.org_id,
+    draft_order.c.status,
+    draft_order.c.customer_po_number,
+    draft_order.c.customer_erp_number,
+    draft_order.c.customer_name,
+    _raw(draft_order.c.order_date),
+    _raw(draft_order.c.requested_delivery_date),
+    draft_order.c.currency,
+    cast(draft_order.c.ship_to, Text).label("ship_to"),
+    draft_order.c.notes,
+    _raw(draft_order.c.approved_at),
+    _raw(draft_order.c.updated_at),
+)
+
+# In LINE_FIELDS order: rows go to line_from_values as they are, without a mapping per row.
 _LINE_COLUMNS = (
     draft_order_line.c.line_no,
     draft_order_line.c.erp_item_number,
     draft_order_line.c.customer_item_number,
     draft_order_line.c.description,
-    draft_order_line.c.quantity,
+    _raw(draft_order_line.c.quantity),
     draft_order_line.c.uom,
-    draft_order_line.c.unit_price,
-    draft_order_line.c.requested_delivery_date,
+    _raw(draft_order_line.c.unit_price),
+    _raw(draft_order_line.c.requested_delivery_date),
 )
 
 
@@ -33,8 +82,14 @@ def _line_count():  # type: ignore[no-untyped-def]
     )
 
 
+def _draft_select() -> Select[Any]:
+    """Every draft header column, raw (see ``_raw``), plus its line count."""
+    return select(*_DRAFT_COLUMNS, _line_count())
+
+
 def _draft(row: Any) -> DraftOrder:
-    return DraftOrder(**dict(row._mapping))
+    """A row of ``_draft_select()`` as a DraftOrder; raises DraftRefused naming the bad values."""
+    return draft_from_values(row._mapping)
 
 
 class SqlDraftSource:
@@ -44,7 +99,7 @@ class SqlDraftSource:
         self._engine = engine
 
     def get_draft(self, ref: DraftRef) -> DraftOrder | None:
-        query = select(draft_order, _line_count()).where(
+        query = _draft_select().where(
             draft_order.c.id == ref.draft_order_id, draft_order.c.org_id == ref.org_id
         )
         with self._engine.connect() as conn:
@@ -60,8 +115,9 @@ class SqlDraftSource:
         # yield_per streams through a server-side cursor on PostgreSQL: memory stays flat.
         with self._engine.connect() as conn:
             result = conn.execution_options(yield_per=chunk_size).execute(query)
+            draft = str(ref)
             for row in result:
-                yield DraftLine(*row)
+                yield line_from_values(row, draft)
 
     def find_unexported_approved(
         self,
@@ -78,7 +134,7 @@ class SqlDraftSource:
         # approved_at is set with APPROVED (CONTRACT §1); updated_at stands in if it is missing.
         approved = func.coalesce(draft_order.c.approved_at, draft_order.c.updated_at)
         query = (
-            select(draft_order, _line_count())
+            _draft_select()
             .where(draft_order.c.status == APPROVED, ~has_export)
             .order_by(approved, draft_order.c.id)
             .limit(limit)
