@@ -16,6 +16,8 @@ Plain Python over the ports; the Dagster assets only wire it. The rules (CONTRAC
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import posixpath
 import uuid
@@ -245,13 +247,26 @@ class ExportService:
         created_at = self.clock().replace(microsecond=0)
         filename = export_filename(ref, created_at, export_id)
         spool = self.spool_path(ref, export_id)
-        spool.parent.mkdir(parents=True, exist_ok=True)
         header = build_header(draft, export_id=export_id, attempt=attempt, created_at=created_at)
         try:
+            spool.parent.mkdir(parents=True, exist_ok=True)
             with spool.open("wb") as out:
                 stats = write_document(
                     out, header, self.drafts.iter_lines(ref, self.settings.line_chunk_size)
                 )
+        except OSError as exc:
+            # The spool is local scratch space: a full or failing disk there says nothing about
+            # the draft, and may pass. No row exists yet, so nothing is FAILED in the ledger.
+            with contextlib.suppress(OSError):
+                spool.unlink(missing_ok=True)
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise ExportError(
+                ExportError.DISK_FULL if full else ExportError.IO,
+                f"cannot write the document of {ref} into the spool folder "
+                f"{self.settings.spool_dir}: {exc.strerror or exc} (errno {exc.errno}); "
+                "free space there or set the export store's spool_dir",
+                transient=True,
+            ) from exc
         except BaseException:
             spool.unlink(missing_ok=True)
             raise
