@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
 from typing import Annotated, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -252,35 +252,39 @@ def build_header(
 _validate_line = ExportLine.__pydantic_validator__.validate_python
 
 
-# numeric(18,4) (CONTRACT §1) has 14 digits before the point. Within it a quantity × unit_price
-# has at most 36 digits, which the 60-digit context multiplies exactly.
+# numeric(18,4) (CONTRACT §1): 14 digits before the point and 4 after it. Quantizing in this
+# context refuses, in one step, a value outside it (InvalidOperation: more than 18 digits) and a
+# value with more than 4 decimals (Inexact), instead of rounding either. Within it a quantity ×
+# unit_price has at most 36 digits, which the 60-digit context multiplies exactly.
+_AMOUNT_CONTEXT = Context(prec=18, rounding=ROUND_HALF_UP, traps=[InvalidOperation, Inexact])
 _AMOUNT_LIMIT = Decimal("1E+14")
 
 
-def _amount_text(field_name: str, value: Decimal) -> str:
-    """``value`` with exactly 4 decimals, refusing any value that would have to be rounded.
+def _amount_text(value: Decimal) -> str:
+    """``value`` with exactly 4 decimals; raises ArithmeticError if that would round it.
 
     Rounding what a customer ordered, or a price, would silently change the order and make the
-    line total disagree with the numbers printed beside it.
+    line total disagree with the numbers printed beside it. (A NaN passes through here and is
+    refused by the comparisons in ``build_line``.)
     """
-    try:
-        rounded = value.quantize(_SCALE_4, context=_DECIMAL_CONTEXT)
-        exact = rounded == value and -_AMOUNT_LIMIT < value < _AMOUNT_LIMIT
-    except (InvalidOperation, AttributeError, TypeError):
-        exact = False
-    if not exact:
-        raise ValueError(_amount_problem(field_name, value))
+    rounded = value.quantize(_SCALE_4, context=_AMOUNT_CONTEXT)
     if rounded.is_zero():
         rounded = rounded.copy_abs()  # "-0.0000" → "0.0000"
     return str(rounded)
 
 
-def _amount_problem(field_name: str, value: object) -> str:
-    if not isinstance(value, Decimal) or not value.is_finite():
-        return f"{field_name} {show_value(value)} is not a finite decimal number"
-    if not -_AMOUNT_LIMIT < value < _AMOUNT_LIMIT:
-        return f"{field_name} {value} is out of range (at most 14 digits before the decimal point)"
-    return f"{field_name} {value} has more than 4 decimals"
+def _amount_problem(line: DraftLine) -> str | None:
+    """What is wrong with the line's quantity or unit price as numeric(18,4), if anything."""
+    for field_name, value in (("quantity", line.quantity), ("unit_price", line.unit_price)):
+        if not isinstance(value, Decimal) or not value.is_finite():
+            return f"{field_name} {show_value(value)} is not a finite decimal number"
+        if not -_AMOUNT_LIMIT < value < _AMOUNT_LIMIT:
+            return (
+                f"{field_name} {value} is out of range (at most 14 digits before the decimal point)"
+            )
+        if value != value.quantize(_SCALE_4, context=_DECIMAL_CONTEXT):
+            return f"{field_name} {value} has more than 4 decimals"
+    return None
 
 
 def build_line(line: DraftLine) -> tuple[ExportLine, Decimal]:
@@ -290,8 +294,8 @@ def build_line(line: DraftLine) -> tuple[ExportLine, Decimal]:
     refused), so ``line_total`` always equals quantity × unit_price as printed, rounded half-up.
     """
     try:
-        quantity = _amount_text("quantity", line.quantity)
-        unit_price = _amount_text("unit_price", line.unit_price)
+        quantity = _amount_text(line.quantity)
+        unit_price = _amount_text(line.unit_price)
         if not line.quantity > 0:
             raise ValueError(f"quantity must be > 0, got {quantity}")
         if line.unit_price < 0:
@@ -315,7 +319,9 @@ def build_line(line: DraftLine) -> tuple[ExportLine, Decimal]:
         )
     except ValidationError as exc:  # before ValueError: it is one
         raise DraftRefused(f"line {line.line_no}: {_describe(exc)}") from exc
-    except (ValueError, TypeError, AttributeError, InvalidOperation) as exc:
+    except (ArithmeticError, AttributeError, TypeError) as exc:  # decimal signals are these
+        raise DraftRefused(f"line {line.line_no}: {_amount_problem(line) or exc}") from exc
+    except ValueError as exc:
         raise DraftRefused(f"line {line.line_no}: {exc}") from exc
     return exported, total
 

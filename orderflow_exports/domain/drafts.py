@@ -98,6 +98,7 @@ _TIMESTAMP_TEXT = re.compile(
     r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?"
 )
 _is_decimal_text = _DECIMAL_TEXT.fullmatch
+_DECIMAL_CHARS = "0123456789.+-eE"
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _SHOWN_CHARS = 80
 
@@ -175,7 +176,10 @@ def _decimal(field_name: str, value: Any) -> Decimal:
             return value  # type: ignore[no-any-return]
     elif kind is str:
         if _is_decimal_text(value):
-            return Decimal(value)
+            try:
+                return Decimal(value)
+            except InvalidOperation:
+                pass
     elif kind is int:
         return Decimal(value)
     elif kind is float:
@@ -291,38 +295,48 @@ def line_from_values(values: Sequence[Any], draft: str) -> DraftLine:
         requested_delivery_date,
     ) = values
     try:
-        if type(line_no) is not int or line_no < 1:
-            raise _BadValue("line_no", line_no, "is not a positive integer")
-        # This runs once per line (300k times for 100 MB): the usual types are checked inline,
-        # and the checks that name the field run only when a value is not of them.
-        if not (
-            type(erp_item_number) is str
-            and type(description) is str
-            and type(uom) is str
-            and (customer_item_number is None or type(customer_item_number) is str)
-        ):
-            _text("erp_item_number", erp_item_number, required=True)
-            _text("customer_item_number", customer_item_number, required=False)
-            _text("description", description, required=True)
-            _text("uom", uom, required=True)
-        if type(quantity) is str and _is_decimal_text(quantity):
-            quantity = Decimal(quantity)
-        elif type(quantity) is not Decimal or not quantity.is_finite():
-            quantity = _decimal("quantity", quantity)
-        if type(unit_price) is str and _is_decimal_text(unit_price):
-            unit_price = Decimal(unit_price)
-        elif type(unit_price) is not Decimal or not unit_price.is_finite():
-            unit_price = _decimal("unit_price", unit_price)
-        return DraftLine(
-            line_no,
-            erp_item_number,
-            customer_item_number,
-            description,
-            quantity,
-            uom,
-            unit_price,
-            _date("requested_delivery_date", requested_delivery_date),
-        )
-    except (_BadValue, InvalidOperation) as exc:
+        try:
+            if type(line_no) is not int or line_no < 1:
+                raise _BadValue("line_no", line_no, "is not a positive integer")
+            # This runs once per line (300k times for 100 MB): the usual types are checked inline,
+            # and the checks that name the field run only when a value is not of them.
+            if not (
+                type(erp_item_number) is str
+                and type(description) is str
+                and type(uom) is str
+                and (customer_item_number is None or type(customer_item_number) is str)
+            ):
+                _text("erp_item_number", erp_item_number, required=True)
+                _text("customer_item_number", customer_item_number, required=False)
+                _text("description", description, required=True)
+                _text("uom", uom, required=True)
+            # Text holding only these characters is either a plain decimal or something Decimal()
+            # refuses (InvalidOperation, explained below); no spaces, "_", NaN or Infinity get past.
+            if type(quantity) is str and not quantity.strip(_DECIMAL_CHARS):
+                quantity = Decimal(quantity)
+            elif type(quantity) is not Decimal or not quantity.is_finite():
+                quantity = _decimal("quantity", quantity)
+            if type(unit_price) is str and not unit_price.strip(_DECIMAL_CHARS):
+                unit_price = Decimal(unit_price)
+            elif type(unit_price) is not Decimal or not unit_price.is_finite():
+                unit_price = _decimal("unit_price", unit_price)
+            if requested_delivery_date is not None and type(requested_delivery_date) is not date:
+                requested_delivery_date = _date("requested_delivery_date", requested_delivery_date)
+            return DraftLine(
+                line_no,
+                erp_item_number,
+                customer_item_number,
+                description,
+                quantity,
+                uom,
+                unit_price,
+                requested_delivery_date,
+            )
+        except InvalidOperation:
+            # Decimal() refused a text: the checking parser says which field and why.
+            _decimal("quantity", quantity)
+            _decimal("unit_price", unit_price)
+            raise _BadValue("quantity", quantity, "or unit_price is not a decimal number") from None
+    except _BadValue as exc:
         where = f"line {line_no}" if type(line_no) is int and line_no >= 1 else "a line"
         raise DraftRefused(f"draft {draft}: {where}: {exc}") from None
