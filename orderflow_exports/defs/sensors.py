@@ -102,26 +102,34 @@ def evaluate_approved_drafts(
         context.log.info(f"not exported: {line}")
     if len(plan.skipped) > _LOGGED_SKIPS:
         context.log.info(f"not exported: {len(plan.skipped) - _LOGGED_SKIPS} more drafts")
-    if plan.planned:
-        recorded = set(
-            SqlExportRequests(database.engine).record_requests(
-                [(p.ref, p.previous, p.reason, p.draft_updated_at) for p in plan.planned], at=now
-            )
-        )
-        plan.planned = [p for p in plan.planned if p.ref in recorded]
-    for request in plan.planned:
-        if request.reason is not RequestReason.NEW and request.previous is not None:
-            previous = request.previous
-            context.log.info(
-                f"{request.ref}: requested again ({request.reason}, re-drive "
-                f"{previous.redrive_count + (request.reason is RequestReason.REDRIVE)}); last "
-                f"outcome {previous.last_outcome or 'none reported'}: {previous.last_reason}"
-            )
     if not plan.planned:
         skipped = plan.skipped
         detail = f"; skipped {len(skipped)}: " + "; ".join(skipped[:20]) if skipped else ""
         return dg.SkipReason(f"no new approved drafts to export{detail}")
+    # Read before the requests are recorded: a tick that fails after recording leaves its
+    # drafts to the unreported-request re-drive, an hour later.
     known = context.instance.get_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME)
+    recorded = set(
+        SqlExportRequests(database.engine).record_requests(
+            [(p.ref, p.previous, p.reason, p.draft_updated_at) for p in plan.planned], at=now
+        )
+    )
+    plan.planned = [p for p in plan.planned if p.ref in recorded]
+    again = [
+        p for p in plan.planned if p.previous is not None and p.reason is not RequestReason.NEW
+    ]
+    for request in again[:_LOGGED_SKIPS]:
+        previous = request.previous
+        assert previous is not None
+        number = previous.redrive_count + 1 if request.reason is RequestReason.REDRIVE else 0
+        context.log.info(
+            f"{request.ref}: requested again ({request.reason}, re-drive {number}); last "
+            f"outcome {previous.last_outcome or 'none reported'}: {previous.last_reason}"
+        )
+    if len(again) > _LOGGED_SKIPS:
+        context.log.info(f"requested again: {len(again) - _LOGGED_SKIPS} more drafts")
+    if not plan.planned:
+        return dg.SkipReason("every planned request was taken over by a concurrent update")
     runs, new_keys = _run_requests(plan, known, now)
     return dg.SensorResult(
         run_requests=runs,

@@ -250,3 +250,27 @@ def test_a_transient_failure_is_redriven_with_growing_backoff_until_a_person_is_
     assert env.run_export([key]).success
     assert requests.needing_person() == []
     assert isinstance(_evaluate_at(env, now + timedelta(days=31)), dg.SkipReason)
+
+
+def test_drafts_requested_again_run_only_over_stretches_of_requested_partitions(
+    orderflow_env: OrderflowEnv,
+) -> None:
+    env = orderflow_env
+    env.add_local_connector("acme")
+    keys = env.add_drafts(*(SampleDraft("acme", f"D-{n}") for n in range(1, 6)), partitions=False)
+    requests = SqlExportRequests(env.engine)
+    now = datetime.now(UTC)
+    result = _evaluate_at(env, now)
+    assert _requested_keys(result) == ["acme:D-1..acme:D-5"]
+    env.add_partitions(keys)
+    # D-3 went out; the others met an outage (what export_json records for them).
+    assert env.run_export(["acme:D-3"]).success
+    for n in (1, 2, 4, 5):
+        requests.record_outcome(DraftRef("acme", f"D-{n}"), RequestOutcome.TRANSIENT, "x", at=now)
+    later = now + timedelta(minutes=1)
+    again = _evaluate_at(env, later)
+    # A range run covers every partition between its ends: D-3 must not be inside one.
+    assert sorted(_requested_keys(again)) == ["acme:D-1..acme:D-2", "acme:D-4..acme:D-5"]
+    assert isinstance(again, dg.SensorResult) and not again.dynamic_partitions_requests
+    assert all("@" in (r.run_key or "") for r in again.run_requests or [])
+    assert isinstance(_evaluate_at(env, later), dg.SkipReason)  # requested once per due time
