@@ -77,3 +77,22 @@ def test_a_stale_request_loses_its_compare_and_set(engine: Engine) -> None:
     assert requests.record_requests([(ref, current, RequestReason.REDRIVE, NOW)], at=NOW) == [ref]
     redriven = requests.get(ref)
     assert redriven is not None and redriven.request_count == 2 and redriven.redrive_count == 1
+
+
+def test_a_runs_outcomes_are_recorded_together_and_in_order(engine: Engine) -> None:
+    requests = SqlExportRequests(engine)
+    known, fresh = DraftRef("acme", "D-1"), DraftRef("acme", "D-2")
+    requests.record_requests([(known, None, RequestReason.NEW, NOW)], at=NOW)
+    sent, refused = requests.record_outcomes(
+        [(known, RequestOutcome.SENT, "sent"), (fresh, RequestOutcome.REFUSED, "no lines")], at=NOW
+    )
+    assert requests.get(known) == sent and sent.request_count == 1 and sent.revision == 2
+    assert requests.get(fresh) == refused and refused.request_count == 0
+    # The same draft twice (two tries of one step): one at a time, the later one last.
+    later = NOW + timedelta(seconds=5)
+    first, second = requests.record_outcomes(
+        [(fresh, RequestOutcome.TRANSIENT, "refused"), (fresh, RequestOutcome.SENT, "sent")],
+        at=later,
+    )
+    assert first.revision == 2 and second.revision == 3
+    assert requests.get(fresh) == second and second.last_outcome is RequestOutcome.SENT

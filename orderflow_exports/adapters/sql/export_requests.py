@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from orderflow_exports.adapters.sql.tables import erp_export_request
@@ -27,6 +27,8 @@ REQUEST_COLUMNS = tuple(
 # A concurrent writer (a run reporting while the sensor requests) makes a compare-and-set lose;
 # the outcome is then computed again from what that writer left.
 _OUTCOME_CAS_TRIES = 5
+_READ_CHUNK = 500
+_OUTCOME_COLUMNS = (*RequestUpdate.__dataclass_fields__, "updated_at")
 
 
 def request_from_row(row: Mapping[Any, Any], prefix: str = "") -> ExportRequest | None:
@@ -50,6 +52,29 @@ def _values(change: RequestUpdate) -> dict[str, Any]:
     outcome = values["last_outcome"]
     values["last_outcome"] = None if outcome is None else str(outcome)
     return values
+
+
+def _new_row(ref: DraftRef, values: dict[str, Any], *, requested: bool) -> dict[str, Any]:
+    return {
+        "org_id": ref.org_id,
+        "draft_order_id": ref.draft_order_id,
+        "request_count": 1 if requested else 0,
+        "revision": 1,
+        **values,
+    }
+
+
+def _written(ref: DraftRef, before: ExportRequest | None, change: RequestUpdate) -> ExportRequest:
+    """The record after ``change`` was written over ``before`` (no need to read it back)."""
+    return ExportRequest(
+        org_id=ref.org_id,
+        draft_order_id=ref.draft_order_id,
+        request_count=before.request_count if before else 0,
+        last_requested_at=before.last_requested_at if before else None,
+        draft_updated_at=before.draft_updated_at if before else None,
+        revision=before.revision + 1 if before else 1,
+        **asdict(change),
+    )
 
 
 def _pk(ref: DraftRef) -> Any:
@@ -85,6 +110,7 @@ class SqlExportRequests:
         writer won the compare-and-set) is left out, and the next tick plans it again.
         """
         recorded: list[DraftRef] = []
+        fresh: list[tuple[DraftRef, dict[str, Any]]] = []
         with self._engine.begin() as conn:
             for ref, previous, reason, draft_updated_at in planned:
                 values = {
@@ -93,9 +119,28 @@ class SqlExportRequests:
                     "draft_updated_at": draft_updated_at,
                     "updated_at": at,
                 }
-                if self._write(conn, ref, previous, values, requested=True):
+                if previous is None:
+                    fresh.append((ref, values))
+                elif self._write(conn, ref, previous, values, requested=True):
                     recorded.append(ref)
+            recorded.extend(self._insert_requested(conn, fresh))
         return recorded
+
+    def _insert_requested(
+        self, conn: Connection, fresh: list[tuple[DraftRef, dict[str, Any]]]
+    ) -> list[DraftRef]:
+        """Insert first requests in one statement; one by one only when one of them collides."""
+        if not fresh:
+            return []
+        rows = [_new_row(ref, values, requested=True) for ref, values in fresh]
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(erp_export_request), rows)
+        except IntegrityError:
+            return [
+                ref for ref, values in fresh if self._write(conn, ref, None, values, requested=True)
+            ]
+        return [ref for ref, _ in fresh]
 
     def record_outcome(
         self, ref: DraftRef, outcome: RequestOutcome, reason: str, *, at: datetime
@@ -108,11 +153,84 @@ class SqlExportRequests:
         self, outcomes: Sequence[tuple[DraftRef, RequestOutcome, str]], *, at: datetime
     ) -> list[ExportRequest]:
         """Record several outcomes in one transaction; returns the records as written."""
-        written: list[ExportRequest] = []
         with self._engine.begin() as conn:
-            for ref, outcome, reason in outcomes:
-                written.append(self._record_one(conn, ref, outcome, reason, at))
+            at_once = self._record_at_once(conn, outcomes, at)
+            if at_once is not None:
+                return at_once
+            return [self._record_one(conn, ref, outcome, r, at) for ref, outcome, r in outcomes]
+
+    def _record_at_once(
+        self,
+        conn: Connection,
+        outcomes: Sequence[tuple[DraftRef, RequestOutcome, str]],
+        at: datetime,
+    ) -> list[ExportRequest] | None:
+        """A whole run's outcomes in a few statements; None when a compare-and-set lost (or the
+        database cannot count an executemany), and nothing of it is kept."""
+        refs = [ref for ref, _, _ in outcomes]
+        if len(set(refs)) != len(refs) or not conn.dialect.supports_sane_multi_rowcount:
+            return None
+        previous = self._get_many(conn, refs)
+        written: list[ExportRequest] = []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for ref, outcome, reason in outcomes:
+            before = previous.get(ref)
+            change = on_outcome(before, outcome, reason, at)
+            values = {**_values(change), "updated_at": at}
+            if before is None:
+                inserts.append(_new_row(ref, values, requested=False))
+            else:
+                updates.append(
+                    {"k_org": ref.org_id, "k_draft": ref.draft_order_id, "k_rev": before.revision}
+                    | {f"v_{name}": value for name, value in values.items()}
+                )
+            written.append(_written(ref, before, change))
+        table = erp_export_request
+        savepoint = conn.begin_nested()
+        try:
+            if updates:
+                changed = conn.execute(
+                    update(table)
+                    .where(
+                        table.c.org_id == bindparam("k_org"),
+                        table.c.draft_order_id == bindparam("k_draft"),
+                        table.c.revision == bindparam("k_rev"),
+                    )
+                    .values(
+                        revision=table.c.revision + 1,
+                        **{name: bindparam(f"v_{name}") for name in _OUTCOME_COLUMNS},
+                    ),
+                    updates,
+                )
+                if changed.rowcount != len(updates):
+                    savepoint.rollback()
+                    return None
+            if inserts:
+                conn.execute(insert(table), inserts)
+        except IntegrityError:
+            savepoint.rollback()
+            return None
+        savepoint.commit()
         return written
+
+    def _get_many(
+        self, conn: Connection, refs: Sequence[DraftRef]
+    ) -> dict[DraftRef, ExportRequest]:
+        found: dict[DraftRef, ExportRequest] = {}
+        wanted = set(refs)
+        table = erp_export_request
+        for start in range(0, len(refs), _READ_CHUNK):
+            chunk = refs[start : start + _READ_CHUNK]
+            query = select(table).where(
+                table.c.org_id.in_({r.org_id for r in chunk}),
+                table.c.draft_order_id.in_({r.draft_order_id for r in chunk}),
+            )
+            for row in conn.execute(query):
+                record = request_from_row(row._mapping)
+                if record is not None and record.ref in wanted:
+                    found[record.ref] = record
+        return found
 
     def _record_one(
         self,
@@ -128,15 +246,7 @@ class SqlExportRequests:
             if self._write(
                 conn, ref, previous, {**_values(change), "updated_at": at}, requested=False
             ):
-                return ExportRequest(
-                    org_id=ref.org_id,
-                    draft_order_id=ref.draft_order_id,
-                    request_count=previous.request_count if previous else 0,
-                    last_requested_at=previous.last_requested_at if previous else None,
-                    draft_updated_at=previous.draft_updated_at if previous else None,
-                    revision=previous.revision + 1 if previous else 1,
-                    **asdict(change),
-                )
+                return _written(ref, previous, change)
         raise RuntimeError(
             f"could not record the outcome {outcome} of draft {ref}: its erp_export_request "
             f"row kept changing ({_OUTCOME_CAS_TRIES} tries)"
@@ -156,11 +266,7 @@ class SqlExportRequests:
                 with conn.begin_nested():
                     conn.execute(
                         insert(erp_export_request).values(
-                            org_id=ref.org_id,
-                            draft_order_id=ref.draft_order_id,
-                            request_count=1 if requested else 0,
-                            revision=1,
-                            **values,
+                            _new_row(ref, values, requested=requested)
                         )
                     )
             except IntegrityError:
