@@ -9,7 +9,11 @@ Plain Python over the ports; the Dagster assets only wire it. The rules (CONTRAC
   it) → SENT, unconfirmed, so that the ack or the ack deadline decides, never a second copy;
 - an error after the rename was issued is checked against the dropzone before the row may
   become FAILED; when the dropzone cannot be asked, the row stays PENDING for the next try;
-- every new attempt is a new row (attempt + 1, new export id and file name);
+- every new attempt is a new row (attempt + 1, new export id and file name), made only once the
+  dropzone session is open: a server that refuses the connection costs no row (a permanent
+  refusal, host key or auth, still gets its FAILED row);
+- once a login (server and credentials) fails in a run, that login's other drafts fail at once
+  as "not attempted", without a row and without the details of the org that met the failure;
 - the document is streamed to a spool file first, so the row carries its sha256 and size and a
   huge draft never sits in memory; the same file is then published and archived.
 """
