@@ -9,7 +9,11 @@ Plain Python over the ports; the Dagster assets only wire it. The rules (CONTRAC
   it) → SENT, unconfirmed, so that the ack or the ack deadline decides, never a second copy;
 - an error after the rename was issued is checked against the dropzone before the row may
   become FAILED; when the dropzone cannot be asked, the row stays PENDING for the next try;
-- every new attempt is a new row (attempt + 1, new export id and file name);
+- every new attempt is a new row (attempt + 1, new export id and file name), made only once the
+  dropzone session is open: a server that refuses the connection costs no row (a permanent
+  refusal, host key or auth, still gets its FAILED row);
+- once a login (server and credentials) fails in a run, that login's other drafts fail at once
+  as "not attempted", without a row and without the details of the org that met the failure;
 - the document is streamed to a spool file first, so the row carries its sha256 and size and a
   huge draft never sits in memory; the same file is then published and archived.
 """
@@ -33,6 +37,7 @@ from orderflow_exports.domain.errors import (
     AlreadyInFlight,
     ConnectorNotConfigured,
     ExportError,
+    NotAttempted,
 )
 from orderflow_exports.domain.naming import DraftRef, export_filename, temp_filename
 from orderflow_exports.domain.ports import (
@@ -64,6 +69,14 @@ class Logger(Protocol):
     def info(self, msg: str, *args: object) -> None: ...
 
     def warning(self, msg: str, *args: object) -> None: ...
+
+
+def _login_key(config: ConnectorConfig) -> str:
+    """A server and the credentials used on it: what one failed login says nothing beyond."""
+    return "|".join(
+        str(part)
+        for part in (config.endpoint, config.host_key, config.private_key_ref, config.password_ref)
+    )
 
 
 def utc_now() -> datetime:
@@ -117,8 +130,10 @@ class ExportService:
     new_id: Callable[[], str] = new_export_id
     _swept: set[tuple[str, str]] = field(default_factory=set)
     _configs: dict[str, ConnectorConfig | None] = field(default_factory=dict)
-    # Endpoints that refused us in this run: their other drafts fail fast, without a new row.
-    _down: dict[str, ExportError] = field(default_factory=dict)
+    # Logins (server and credentials) that failed in this run, with the org that met the
+    # failure: their other drafts fail fast, without a new row. Keyed by the credentials too, so
+    # that one org's wrong key never stops another org on the same server and user name.
+    _down: dict[str, tuple[str, ExportError]] = field(default_factory=dict)
 
     def config_for(self, ref: DraftRef) -> ConnectorConfig:
         if ref.org_id not in self._configs:
@@ -150,8 +165,7 @@ class ExportService:
         already failed permanently in one of them fails again without another attempt.
         """
         config = self.config_for(ref)
-        down = self._down.get(config.endpoint)
-        if down is not None:
+        if _login_key(config) in self._down:
             self._session_for(config)  # raises: no document, no row for a dropzone that is down
         draft = self.load_exportable(ref)
         latest = self.ledger.latest(ref)
@@ -242,6 +256,20 @@ class ExportService:
         force: bool,
         run_id: str | None,
     ) -> ExportOutcome:
+        # Connect before anything is built or recorded: a server that refuses the connection
+        # costs no document and no row (one row per real attempt at publishing). A permanent
+        # refusal (host key, auth) goes on to make its FAILED row, where people look for it.
+        try:
+            self._session_for(config)
+        except NotAttempted:
+            raise
+        except ExportError as error:
+            if error.transient:
+                if error.code in _CONNECTION_CODES:
+                    self.dropzones.discard(config)
+                if error.code in _ENDPOINT_DOWN_CODES and config.transport == "sftp":
+                    self._mark_down(config, error)
+                raise
         export_id = self.new_id()
         attempt = 1 if latest is None else latest.attempt + 1
         created_at = self.clock().replace(microsecond=0)
@@ -332,7 +360,7 @@ class ExportService:
                 self._fail(record, error)
                 spool.unlink(missing_ok=True)  # a FAILED attempt is never archived
                 if error.code in _ENDPOINT_DOWN_CODES and config.transport == "sftp":
-                    self._down[config.endpoint] = error
+                    self._mark_down(config, error)
             if error is exc:
                 raise
             raise error from exc
@@ -379,14 +407,22 @@ class ExportService:
         return refreshed
 
     def _session_for(self, config: ConnectorConfig) -> DropzoneSession:
-        down = self._down.get(config.endpoint)
+        down = self._down.get(_login_key(config))
         if down is not None:
-            raise ExportError(
-                down.code,
-                f"not attempted: {config.endpoint} already failed in this run ({down.message})",
-                transient=down.transient,
+            failed_org, error = down
+            # Orgs may share a login; what the failure said (paths, key references) is shown to
+            # the org that met it only.
+            detail = f": {error.message}" if failed_org == config.org_id else ""
+            raise NotAttempted(
+                error.code,
+                f"not attempted: the login to {config.endpoint} already failed in this run "
+                f"with {error.code} ({error.kind}){detail}",
+                transient=error.transient,
             )
         return self.dropzones.session_for(config)
+
+    def _mark_down(self, config: ConnectorConfig, error: ExportError) -> None:
+        self._down.setdefault(_login_key(config), (config.org_id, error))
 
     def _fail(self, record: ExportRecord, error: ExportError) -> None:
         self.ledger.mark_failed(

@@ -1,22 +1,26 @@
 """``approved_drafts`` and ``export_json``: the export path as partitioned assets."""
 
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import dagster as dg
 from pydantic import Field
 
+from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
 from orderflow_exports.application.archive import archive_outcome
 from orderflow_exports.application.export_service import (
     ExportOutcome,
     ExportService,
     ExportSettings,
 )
+from orderflow_exports.application.planning import outcome_of_error, report_outcomes
 from orderflow_exports.defs.partitions import approved_drafts_partitions
 from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource, ExportStoreResource
 from orderflow_exports.defs.run_liveness import DagsterRunLiveness
 from orderflow_exports.domain.drafts import ensure_exportable
 from orderflow_exports.domain.errors import ExportError, OrderflowError
+from orderflow_exports.domain.export_requests import RequestOutcome
 from orderflow_exports.domain.naming import DraftRef
 
 EXPORT_ARCHIVE_IO_MANAGER_KEY = "export_archive_io_manager"
@@ -61,6 +65,27 @@ class ExportConfig(dg.Config):
     )
 
 
+def _report(
+    context: dg.AssetExecutionContext,
+    database: DatabaseResource,
+    outcomes: list[tuple[DraftRef, RequestOutcome, str]],
+) -> None:
+    """Record in erp_export_request how each draft's try ended (what the sensor re-drives by).
+
+    Bookkeeping only: when it cannot be written, the export result stands and the sensor
+    re-drives the draft once its unreported request is old enough.
+    """
+    try:
+        report_outcomes(
+            SqlExportRequests(database.engine), outcomes, at=datetime.now(UTC), log=context.log
+        )
+    except Exception as exc:  # the run's real work is done; only the bookkeeping is lost
+        context.log.error(
+            f"could not record the outcome of {len(outcomes)} draft(s) in erp_export_request: "
+            f"{type(exc).__name__}: {exc}"
+        )
+
+
 def _partition_refs(context: dg.AssetExecutionContext) -> dict[str, DraftRef]:
     refs, invalid = {}, {}
     for key in context.partition_keys:
@@ -91,7 +116,8 @@ def approved_drafts(
     drafts = database.drafts()
     refused: dict[str, str] = {}
     summary: dict[str, dict[str, Any]] = {}
-    for key, ref in _partition_refs(context).items():
+    refs_by_key = _partition_refs(context)
+    for key, ref in refs_by_key.items():
         try:
             draft = ensure_exportable(ref, drafts.get_draft(ref))
         except OrderflowError as exc:
@@ -102,6 +128,12 @@ def approved_drafts(
             "line_count": draft.line_count,
             "approved_at": draft.approved_at.isoformat() if draft.approved_at else None,
         }
+    if refused:
+        _report(
+            context,
+            database,
+            [(refs_by_key[key], RequestOutcome.REFUSED, reason) for key, reason in refused.items()],
+        )
     if refused and not summary:
         _fail_permanently(
             context,
@@ -194,6 +226,14 @@ def export_json(
         except OrderflowError as exc:
             failures[key] = exc
             context.log.error(f"{key}: export failed: {exc}")
+    reported: list[tuple[DraftRef, RequestOutcome, str]] = [
+        (refs[key], RequestOutcome.SENT, str(o.action)) for key, o in outcomes.items()
+    ]
+    for key, failure in failures.items():
+        request_outcome = outcome_of_error(failure)
+        if request_outcome is not None:
+            reported.append((refs[key], request_outcome, str(failure)))
+    _report(context, database, reported)
     if failures:
         # What did go out is archived now: the failing step never reaches the IO manager.
         for key, outcome in outcomes.items():

@@ -1,46 +1,43 @@
-"""``approved_drafts_sensor``: new approvals become partitions and (batched) runs."""
+"""``approved_drafts_sensor``: approvals, re-approvals and due re-drives become (batched) runs.
 
-from collections import defaultdict
-from collections.abc import Iterator
-from datetime import datetime
+Which drafts a tick requests is :func:`orderflow_exports.application.planning.plan_requests`
+with the rule of :mod:`orderflow_exports.domain.export_requests`; each request is recorded in
+``erp_export_request`` before the run is asked for, and the run records how it ended.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import dagster as dg
 
+from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
+from orderflow_exports.application.planning import (
+    PlannedRequest,
+    RequestPlan,
+    candidate_pages,
+    plan_requests,
+)
 from orderflow_exports.defs.jobs import export_drafts_job
 from orderflow_exports.defs.partitions import (
     APPROVED_DRAFTS_PARTITIONS_NAME,
     approved_drafts_partitions,
 )
 from orderflow_exports.defs.resources import DatabaseResource
-from orderflow_exports.domain.drafts import DraftOrder, refusal_reason
-from orderflow_exports.domain.errors import InvalidIdentifier
-from orderflow_exports.domain.naming import DraftRef
+from orderflow_exports.domain.export_requests import RequestReason
 
 DROPZONE_HOST_TAG = "orderflow/dropzone_host"
 MAX_DRAFTS_PER_TICK = 1000
 _PAGE_SIZE = 2000
 _MAX_SCANNED_PER_TICK = 50_000  # keeps a tick far inside the 60 s evaluation timeout
+_LOGGED_SKIPS = 50
 
 
-def _unexported_approved(database: DatabaseResource) -> Iterator[DraftOrder]:
-    drafts = database.drafts()
-    after: tuple[datetime, str] | None = None
-    for _ in range(_MAX_SCANNED_PER_TICK // _PAGE_SIZE):
-        page = drafts.find_unexported_approved(limit=_PAGE_SIZE, after=after)
-        yield from page
-        if len(page) < _PAGE_SIZE:
-            return
-        last = page[-1]
-        after = (last.approved_at or last.updated_at, last.id)
-
-
-def _run_request(keys: list[str], host: str) -> dg.RunRequest:
+def _run_request(keys: Sequence[str], host: str, suffix: str) -> dg.RunRequest:
     tags = {DROPZONE_HOST_TAG: host}
     if len(keys) == 1:
-        return dg.RunRequest(run_key=f"export:{keys[0]}", partition_key=keys[0], tags=tags)
-    # Partitions added in one request are contiguous, so one run covers them all.
+        return dg.RunRequest(run_key=f"export:{keys[0]}{suffix}", partition_key=keys[0], tags=tags)
     return dg.RunRequest(
-        run_key=f"export:{keys[0]}..{keys[-1]}",
+        run_key=f"export:{keys[0]}..{keys[-1]}{suffix}",
         tags={
             **tags,
             "dagster/asset_partition_range_start": keys[0],
@@ -49,53 +46,109 @@ def _run_request(keys: list[str], host: str) -> dg.RunRequest:
     )
 
 
+def _contiguous(keys: list[str], position: dict[str, int]) -> list[list[str]]:
+    """``keys`` (sorted by partition position) cut where another partition lies between two."""
+    segments: list[list[str]] = []
+    for key in keys:
+        if segments and position[key] == position[segments[-1][-1]] + 1:
+            segments[-1].append(key)
+        else:
+            segments.append([key])
+    return segments
+
+
+def _run_requests(
+    plan: RequestPlan, known: Sequence[str], now: datetime
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """One run per host for new partitions; one per contiguous stretch of known ones.
+
+    A run covers a range of partitions, so a range may only hold partitions that are requested:
+    partitions added in one request are contiguous; known ones are cut where another partition
+    lies between them. A draft requested again needs a run key of its own (the daemon never
+    launches a run key twice), hence the tick's time in it.
+    """
+    position = {key: n for n, key in enumerate(known)}
+    again_suffix = f"@{now.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
+    runs: list[dg.RunRequest] = []
+    new_keys: list[str] = []
+    for host, requests in plan.by_host().items():
+        fresh: list[PlannedRequest] = [r for r in requests if r.ref.partition_key not in position]
+        if fresh:
+            keys = [r.ref.partition_key for r in fresh]
+            first_time = all(r.reason is RequestReason.NEW for r in fresh)
+            runs.append(_run_request(keys, host, "" if first_time else again_suffix))
+            new_keys.extend(keys)
+        known_keys = sorted(
+            (r.ref.partition_key for r in requests if r.ref.partition_key in position),
+            key=position.__getitem__,
+        )
+        for segment in _contiguous(known_keys, position):
+            runs.append(_run_request(segment, host, again_suffix))
+    return runs, new_keys
+
+
+def evaluate_approved_drafts(
+    context: dg.SensorEvaluationContext, database: DatabaseResource, now: datetime
+) -> dg.SensorResult | dg.SkipReason:
+    """One tick of ``approved_drafts_sensor`` at ``now`` (tests pass their own time)."""
+    configs = {c.org_id: c for c in database.connector_configs().list(enabled_only=True)}
+    # Page through the backlog: drafts that stay unexported (no connector, refused, unreadable)
+    # must not hide newer approvals behind a fixed window.
+    pages = candidate_pages(
+        database.drafts(), now, page_size=_PAGE_SIZE, max_scanned=_MAX_SCANNED_PER_TICK
+    )
+    plan = plan_requests(pages, configs, now, limit=MAX_DRAFTS_PER_TICK)
+    for line in plan.skipped[:_LOGGED_SKIPS]:
+        context.log.info(f"not exported: {line}")
+    if len(plan.skipped) > _LOGGED_SKIPS:
+        context.log.info(f"not exported: {len(plan.skipped) - _LOGGED_SKIPS} more drafts")
+    if not plan.planned:
+        skipped = plan.skipped
+        detail = f"; skipped {len(skipped)}: " + "; ".join(skipped[:20]) if skipped else ""
+        return dg.SkipReason(f"no new approved drafts to export{detail}")
+    # Read before the requests are recorded: a tick that fails after recording leaves its
+    # drafts to the unreported-request re-drive, an hour later.
+    known = context.instance.get_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME)
+    recorded = set(
+        SqlExportRequests(database.engine).record_requests(
+            [(p.ref, p.previous, p.reason, p.draft_updated_at) for p in plan.planned], at=now
+        )
+    )
+    plan.planned = [p for p in plan.planned if p.ref in recorded]
+    again = [
+        p for p in plan.planned if p.previous is not None and p.reason is not RequestReason.NEW
+    ]
+    for request in again[:_LOGGED_SKIPS]:
+        previous = request.previous
+        assert previous is not None
+        number = previous.redrive_count + 1 if request.reason is RequestReason.REDRIVE else 0
+        context.log.info(
+            f"{request.ref}: requested again ({request.reason}, re-drive {number}); last "
+            f"outcome {previous.last_outcome or 'none reported'}: {previous.last_reason}"
+        )
+    if len(again) > _LOGGED_SKIPS:
+        context.log.info(f"requested again: {len(again) - _LOGGED_SKIPS} more drafts")
+    if not plan.planned:
+        return dg.SkipReason("every planned request was taken over by a concurrent update")
+    runs, new_keys = _run_requests(plan, known, now)
+    return dg.SensorResult(
+        run_requests=runs,
+        dynamic_partitions_requests=(
+            [approved_drafts_partitions.build_add_request(new_keys)] if new_keys else []
+        ),
+    )
+
+
 @dg.sensor(
     job=export_drafts_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Finds APPROVED drafts of orgs with an enabled connector that have no export "
-    "yet, adds their partitions and requests one run per dropzone host per tick.",
+    description="Requests APPROVED drafts of orgs with an enabled connector that have no "
+    "PENDING/SENT/ACKED export: new ones, ones approved again after a refusal, and ones whose "
+    "last try failed transiently once their backoff has passed (up to 8 re-drives, then they "
+    "need a person). One run per dropzone host per tick.",
 )
 def approved_drafts_sensor(
     context: dg.SensorEvaluationContext, database: DatabaseResource
 ) -> dg.SensorResult | dg.SkipReason:
-    configs = {c.org_id: c for c in database.connector_configs().list(enabled_only=True)}
-    known = set(context.instance.get_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME))
-    by_host: dict[str, list[str]] = defaultdict(list)
-    skipped: list[str] = []
-    accepted = 0
-    # Page through the backlog: drafts that stay unexported (no connector, refused, or added
-    # earlier and never run) must not hide newer approvals behind a fixed window.
-    for draft in _unexported_approved(database):
-        if accepted >= MAX_DRAFTS_PER_TICK:
-            break
-        try:
-            ref = DraftRef(draft.org_id, draft.id)
-        except InvalidIdentifier as exc:
-            skipped.append(f"{draft.org_id}:{draft.id}: {exc}")
-            continue
-        if ref.partition_key in known:
-            continue
-        config = configs.get(ref.org_id)
-        if config is None:
-            skipped.append(f"{ref}: org {ref.org_id} has no enabled connector")
-            continue
-        reason = refusal_reason(ref, draft)
-        if reason is not None:
-            skipped.append(f"{ref}: {reason}")
-            continue
-        host = config.host if config.transport == "sftp" and config.host else "local"
-        by_host[host].append(ref.partition_key)
-        accepted += 1
-    for line in skipped[:50]:
-        context.log.info(f"not exported: {line}")
-    if len(skipped) > 50:
-        context.log.info(f"not exported: {len(skipped) - 50} more drafts")
-    if not by_host:
-        detail = f"; skipped {len(skipped)}: " + "; ".join(skipped[:20]) if skipped else ""
-        return dg.SkipReason(f"no new approved drafts to export{detail}")
-    new_keys = [key for keys in by_host.values() for key in keys]
-    return dg.SensorResult(
-        run_requests=[_run_request(keys, host) for host, keys in by_host.items()],
-        dynamic_partitions_requests=[approved_drafts_partitions.build_add_request(new_keys)],
-    )
+    return evaluate_approved_drafts(context, database, datetime.now(UTC))

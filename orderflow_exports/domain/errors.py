@@ -61,3 +61,10 @@ class ExportError(OrderflowError):
 
 class ArchiveConflict(OrderflowError):
     """The archive already holds different bytes under the same key (a key is written once)."""
+
+
+class NotAttempted(ExportError):
+    """The draft was not tried: its dropzone login already failed earlier in the same run.
+
+    No ``erp_export`` row is made for it; ``code`` and ``transient`` are those of that failure.
+    """

@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Protocol
 
 from orderflow_exports.domain.drafts import DraftLine, DraftOrder
+from orderflow_exports.domain.export_requests import (
+    CandidatePage,
+    ExportRequest,
+    RequestOutcome,
+    RequestReason,
+)
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
 from orderflow_exports.domain.status import ExportStatus
@@ -23,16 +29,12 @@ class DraftSource(Protocol):
         """Lines in ``line_no`` order, fetched ``chunk_size`` at a time."""
         ...
 
-    def find_unexported_approved(
-        self,
-        limit: int,
-        org_ids: list[str] | None = None,
-        after: tuple[datetime, str] | None = None,
-    ) -> list[DraftOrder]:
-        """APPROVED drafts (of ``org_ids``) with no ``erp_export`` row, oldest approval first.
-
-        ``after`` is the ``(approved_at, id)`` of the last draft of the previous page.
-        """
+    def find_export_candidates(
+        self, limit: int, now: datetime, after: object | None = None
+    ) -> CandidatePage:
+        """APPROVED drafts without a PENDING/SENT/ACKED export that may need a request at
+        ``now``, with their request records, oldest approval first; undecodable rows are
+        reported in the page, not raised. ``after`` is the previous page's ``cursor``."""
         ...
 
 
@@ -192,3 +194,33 @@ class RunLiveness(Protocol):
     """Tells whether the run that owns a PENDING export may still be working on it."""
 
     def is_active(self, run_id: str) -> bool: ...
+
+
+class ExportRequests(Protocol):
+    """``erp_export_request``: what was requested per draft and how it ended (CAS writes)."""
+
+    def get(self, ref: DraftRef) -> ExportRequest | None: ...
+
+    def record_requests(
+        self,
+        planned: builtins.list[tuple[DraftRef, ExportRequest | None, RequestReason, datetime]],
+        *,
+        at: datetime,
+    ) -> builtins.list[DraftRef]:
+        """Record requests (``ref``, record as read, reason, draft ``updated_at``); returns the
+        refs whose compare-and-set won."""
+        ...
+
+    def record_outcome(
+        self, ref: DraftRef, outcome: RequestOutcome, reason: str, *, at: datetime
+    ) -> ExportRequest: ...
+
+    def record_outcomes(
+        self, outcomes: builtins.list[tuple[DraftRef, RequestOutcome, str]], *, at: datetime
+    ) -> builtins.list[ExportRequest]:
+        """Several outcomes in one transaction (one run's drafts)."""
+        ...
+
+    def needing_person(
+        self, *, org_id: str | None = None, limit: int = 100
+    ) -> builtins.list[ExportRequest]: ...

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
+    DateTime,
     Engine,
     Select,
     String,
@@ -19,8 +21,16 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
-from orderflow_exports.adapters.sql.tables import draft_order, draft_order_line, erp_export
+from orderflow_exports.adapters.sql.export_requests import request_from_row
+from orderflow_exports.adapters.sql.tables import (
+    draft_order,
+    draft_order_line,
+    erp_export,
+    erp_export_request,
+)
 from orderflow_exports.domain.drafts import (
     APPROVED,
     DraftLine,
@@ -28,7 +38,19 @@ from orderflow_exports.domain.drafts import (
     draft_from_values,
     line_from_values,
 )
+from orderflow_exports.domain.errors import OrderflowError
+from orderflow_exports.domain.export_requests import (
+    SETTLED_OUTCOMES,
+    Candidate,
+    CandidatePage,
+    UnreadableDraft,
+)
 from orderflow_exports.domain.naming import DraftRef
+
+# What reading one bad core row can raise (an undecodable JSON or date column, a refused field);
+# a database that cannot be reached raises other errors, which must not pass for a bad draft.
+ROW_ERRORS = (OrderflowError, ValueError, TypeError, LookupError)
+_BLOCKING_STATUSES = ("PENDING", "SENT", "ACKED")
 
 
 def _raw(column: Any) -> Any:
@@ -71,6 +93,18 @@ _LINE_COLUMNS = (
     _raw(draft_order_line.c.unit_price),
     _raw(draft_order_line.c.requested_delivery_date),
 )
+
+
+class _RawTimestamp(TypeDecorator[Any]):
+    """A timestamp as the database returns it: SQLite's stored text is never parsed."""
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String())
+        return dialect.type_descriptor(DateTime(timezone=True))
 
 
 def _line_count():  # type: ignore[no-untyped-def]
@@ -119,32 +153,122 @@ class SqlDraftSource:
             for row in result:
                 yield line_from_values(row, draft)
 
-    def find_unexported_approved(
-        self,
-        limit: int,
-        org_ids: list[str] | None = None,
-        after: tuple[datetime, str] | None = None,
-    ) -> list[DraftOrder]:
-        has_export = exists().where(
-            and_(
-                erp_export.c.org_id == draft_order.c.org_id,
-                erp_export.c.draft_order_id == draft_order.c.id,
-            )
+    def find_export_candidates(
+        self, limit: int, now: datetime, after: object | None = None
+    ) -> CandidatePage:
+        """APPROVED drafts that may need a request now, oldest approval first, one page.
+
+        A candidate has no PENDING, SENT or ACKED export and either no request record and no
+        export at all, or a record that is due (``next_due_at <= now``) or older than the
+        draft's last change after a settled outcome — a superset of what
+        ``domain.export_requests.request_reason`` accepts, so the planner decides. Each draft
+        is read on its own terms: one that cannot be decoded is reported in ``unreadable`` and
+        the page goes on. ``after`` is the previous page's ``cursor``.
+        """
+        e, r = erp_export, erp_export_request
+        same_draft = and_(
+            e.c.org_id == draft_order.c.org_id, e.c.draft_order_id == draft_order.c.id
         )
-        # approved_at is set with APPROVED (CONTRACT §1); updated_at stands in if it is missing.
+        blocking = exists().where(same_draft, e.c.status.in_(_BLOCKING_STATUSES))
+        any_export = exists().where(same_draft)
         approved = func.coalesce(draft_order.c.approved_at, draft_order.c.updated_at)
+        # The sort key travels raw (never decoded): a garbage timestamp on SQLite must not stop
+        # the paging, and the raw value compares as the column does on either database.
+        raw_key = type_coerce(approved, _RawTimestamp())
+        settled = [str(o) for o in SETTLED_OUTCOMES]
         query = (
-            _draft_select()
-            .where(draft_order.c.status == APPROVED, ~has_export)
+            select(
+                draft_order.c.org_id.label("d_org_id"),
+                draft_order.c.id.label("d_id"),
+                raw_key.label("sort_key"),
+                any_export.label("has_exports"),
+                *(c.label(f"r_{c.name}") for c in r.c),
+            )
+            .select_from(
+                draft_order.outerjoin(
+                    r,
+                    and_(
+                        r.c.org_id == draft_order.c.org_id, r.c.draft_order_id == draft_order.c.id
+                    ),
+                )
+            )
+            .where(
+                draft_order.c.status == APPROVED,
+                ~blocking,
+                or_(
+                    and_(r.c.revision.is_(None), ~any_export),
+                    r.c.next_due_at <= now,
+                    and_(
+                        draft_order.c.updated_at > r.c.draft_updated_at,
+                        or_(r.c.last_outcome.in_(settled), r.c.needs_person_since.is_not(None)),
+                    ),
+                ),
+            )
             .order_by(approved, draft_order.c.id)
             .limit(limit)
         )
-        if org_ids is not None:
-            query = query.where(draft_order.c.org_id.in_(org_ids))
         if after is not None:
-            moment, draft_id = after
+            assert isinstance(after, tuple) and len(after) == 2, after
+            moment, last_id = after
             query = query.where(
-                or_(approved > moment, and_(approved == moment, draft_order.c.id > draft_id))
+                or_(raw_key > moment, and_(raw_key == moment, draft_order.c.id > last_id))
             )
         with self._engine.connect() as conn:
-            return [_draft(row) for row in conn.execute(query)]
+            rows = [row._mapping for row in conn.execute(query)]
+            drafts, unreadable = self._read_drafts(conn, [(m["d_org_id"], m["d_id"]) for m in rows])
+        candidates = [
+            Candidate(
+                draft=drafts[(m["d_org_id"], m["d_id"])],
+                request=request_from_row(m, prefix="r_"),
+                has_exports=bool(m["has_exports"]),
+            )
+            for m in rows
+            if (m["d_org_id"], m["d_id"]) in drafts
+        ]
+        cursor = (rows[-1]["sort_key"], rows[-1]["d_id"]) if len(rows) == limit else None
+        return CandidatePage(candidates=candidates, unreadable=unreadable, cursor=cursor)
+
+    @staticmethod
+    def _read_drafts(
+        conn: Connection, keys: Sequence[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], DraftOrder], list[UnreadableDraft]]:
+        """The drafts named by ``keys``; a bad row is reported, never stops the others."""
+        drafts: dict[tuple[str, str], DraftOrder] = {}
+        unreadable: list[UnreadableDraft] = []
+        if not keys:
+            return drafts, unreadable
+        wanted = set(keys)
+        query = _draft_select().where(draft_order.c.id.in_([draft_id for _, draft_id in keys]))
+        try:
+            rows = conn.execute(query).all()
+        except ROW_ERRORS:
+            # Decoding happens while fetching: one bad row spoils the whole fetch, so fetch the
+            # drafts one by one to find it and keep the rest.
+            rows = None
+        if rows is not None:
+            for row in rows:
+                key = (row._mapping["org_id"], row._mapping["id"])
+                if key not in wanted:
+                    continue
+                try:
+                    drafts[key] = _draft(row)
+                except ROW_ERRORS as exc:
+                    unreadable.append(UnreadableDraft(*key, _describe(exc)))
+            return drafts, unreadable
+        for org_id, draft_id in keys:
+            one = _draft_select().where(
+                draft_order.c.id == draft_id, draft_order.c.org_id == org_id
+            )
+            try:
+                found = conn.execute(one).first()
+                if found is not None:
+                    drafts[(org_id, draft_id)] = _draft(found)
+            except ROW_ERRORS as exc:
+                unreadable.append(UnreadableDraft(org_id, draft_id, _describe(exc)))
+        return drafts, unreadable
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OrderflowError):
+        return str(exc)
+    return f"unreadable row in draft_order ({type(exc).__name__}: {exc})"

@@ -137,6 +137,28 @@ erp_export = Table(
     ),
 )
 
+# One row per draft the sensor requested or a run reported on: drives re-requests and re-drives
+# (domain/export_requests.py has the rule). Bookkeeping only; erp_export stays the truth of exports.
+erp_export_request = Table(
+    "erp_export_request",
+    owned_metadata,
+    Column("org_id", String(64), primary_key=True),
+    Column("draft_order_id", String(64), primary_key=True),
+    Column("request_count", Integer, nullable=False),
+    Column("redrive_count", Integer, nullable=False),
+    Column("last_requested_at", UtcDateTime()),
+    Column("draft_updated_at", UtcDateTime()),
+    Column("last_outcome", String(16)),
+    Column("last_reason", Text),
+    Column("last_outcome_at", UtcDateTime()),
+    Column("next_due_at", UtcDateTime()),
+    Column("needs_person_since", UtcDateTime()),
+    Column("revision", Integer, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_erp_export_request_needs_person", "needs_person_since"),
+    Index("ix_erp_export_request_next_due", "next_due_at"),
+)
+
 # --- OrderFlow core: NOT OURS. Read-only mirror for the demo and tests. ---------------------
 
 draft_order = Table(
