@@ -203,9 +203,12 @@ def test_bad_core_rows_are_named_and_skipped_and_the_others_requested(
     second = _evaluate_at(env, datetime.now(UTC))
     assert isinstance(second, dg.SkipReason)
     message = second.skip_message or ""
-    for name in ("acme:BAD-JSON", "acme:BAD-DATE", "globex:BAD-MONTH"):
-        assert f"{name}: unreadable row in draft_order" in message, message
-    assert "month must be in 1..12" in message
+    for name, detail in (
+        ("acme:BAD-JSON", "ship_to '{not json' is not JSON"),
+        ("acme:BAD-DATE", "order_date 'garbage' is not a date"),
+        ("globex:BAD-MONTH", "order_date '2026-13-01' is not a date"),
+    ):
+        assert f"{name}: draft {name}: {detail}" in message, message
 
 
 def test_a_transient_failure_is_redriven_with_growing_backoff_until_a_person_is_needed(
