@@ -5,9 +5,10 @@ One record per draft that ``approved_drafts_sensor`` requested or a run reported
 
 - **new**: no record and no ``erp_export`` row at all → request it;
 - **changed**: the draft's ``updated_at`` is later than the one seen at its last request, and
-  the last outcome needed the draft or a person (REFUSED, SENT then failed by the ERP,
-  PERMANENT, or re-drives used up) → request it again, with a fresh re-drive budget. A draft
-  refused because it was no longer APPROVED and then approved again is this case;
+  the last outcome needed the draft or a person (REFUSED, PERMANENT, or re-drives used up) →
+  request it again, with a fresh re-drive budget. A draft refused because it was no longer
+  APPROVED and then approved again is this case. A draft that was SENT once is never requested
+  again automatically, whatever happened to it later: the ERP may hold it;
 - **re-drive**: ``next_due_at`` has passed → request it again; each re-drive counts. It is set
   after an outcome that may pass (TRANSIENT, NOT_ATTEMPTED, NOT_CONFIGURED), with a backoff of
   1, 2, 4, … minutes capped at 1 hour, and after a request whose run never reported (an hour
@@ -52,10 +53,11 @@ class RequestOutcome(StrEnum):
 RETRYABLE_OUTCOMES = frozenset(
     {RequestOutcome.TRANSIENT, RequestOutcome.NOT_ATTEMPTED, RequestOutcome.NOT_CONFIGURED}
 )
-# Outcomes after which only a change of the draft (or a person) leads to a new request.
-SETTLED_OUTCOMES = frozenset(
-    {RequestOutcome.SENT, RequestOutcome.REFUSED, RequestOutcome.PERMANENT}
-)
+# Outcomes after which only a change of the draft (or a person) leads to a new request. SENT is
+# not one of them: a draft that reached the ERP once and then failed there (rejected, or no ack
+# before the deadline, when the ERP may hold the order) is re-sent only by a person, never
+# because OrderFlow touched the draft.
+SETTLED_OUTCOMES = frozenset({RequestOutcome.REFUSED, RequestOutcome.PERMANENT})
 
 
 class RequestReason(StrEnum):

@@ -83,9 +83,14 @@ def test_a_request_without_an_outcome_waits_an_hour_then_is_redriven() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "outcome", [RequestOutcome.REFUSED, RequestOutcome.SENT, RequestOutcome.PERMANENT]
-)
+def test_a_draft_sent_once_is_never_requested_again_automatically() -> None:
+    record = _record(None, on_outcome(None, RequestOutcome.SENT, "sent", T0))
+    touched = replace(DRAFT, updated_at=T0 + timedelta(minutes=1))
+    for draft in (DRAFT, touched):
+        assert request_reason(Candidate(draft, record, True), T0 + timedelta(days=9)) is None
+
+
+@pytest.mark.parametrize("outcome", [RequestOutcome.REFUSED, RequestOutcome.PERMANENT])
 def test_a_settled_draft_is_requested_again_only_after_it_changed(outcome: RequestOutcome) -> None:
     record = _record(None, on_outcome(None, outcome, "why", T0))
     assert record.next_due_at is None
