@@ -180,6 +180,9 @@ def _sftp_problems(config: ConnectorConfig) -> list[str]:
         isinstance(port, int) and not isinstance(port, bool) and MIN_PORT <= port <= MAX_PORT
     ):
         problems.append(f"port {port!r} is not between {MIN_PORT} and {MAX_PORT}")
+    host_key = config.host_key or ""
+    if has_control_characters(host_key.replace("\r", "").replace("\n", "").replace("\t", "")):
+        problems.append("host_key contains control characters")
     username = config.username or ""
     if has_control_characters(username) or any(c.isspace() for c in username):
         problems.append(f"username {username!r} contains spaces or control characters")
