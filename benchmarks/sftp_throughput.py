@@ -71,6 +71,7 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="sftp-bench-"))
     server = start_sshd(workdir / "sshd")
+    os.environ["ORDERFLOW_SECRET_DIRS"] = str(server.secrets_root)
     try:
         bench = Bench(server, workdir, args.dropzone)
         print(

@@ -76,6 +76,7 @@ def main() -> int:
 
     with temp_root("bench-throughput-") as root:
         server = start_sshd(root / "sshd")
+        os.environ["ORDERFLOW_SECRET_DIRS"] = str(server.secrets_root)
         try:
             with moto_server(root / "moto.log") as moto:
                 bucket = new_bucket(moto)

@@ -76,7 +76,7 @@ from paramiko.sftp import (
 from paramiko.sftp_attr import SFTPAttributes
 
 from orderflow_exports.adapters.local_dropzone import classify_os_error
-from orderflow_exports.adapters.secrets import resolve_secret
+from orderflow_exports.adapters.secrets import SecretScope, resolve_secret
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import is_our_temp_file, temp_filename
 from orderflow_exports.domain.records import ConnectorConfig
@@ -141,6 +141,10 @@ class SftpSettings:
     fsync: bool = True
     """Ask the server to flush the file to disk (``fsync@openssh.com``, when offered) before it
     gets its final name, so an ERP never reads a file a server crash can still truncate."""
+
+    secrets: SecretScope | None = None
+    """Where ``file:`` secret references may point (see adapters/secrets.py); None: the
+    process's ``ORDERFLOW_SECRET_DIRS`` (or its default), read when a secret is resolved."""
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "auth_timeout", "operation_timeout"):
@@ -262,12 +266,14 @@ def _host_key_algorithms(default: Iterable[str], pins: list[PinnedHostKey]) -> l
 # --- credentials ----------------------------------------------------------------------------------
 
 
-def load_private_key(ref: str, passphrase: str | None = None) -> paramiko.PKey:
-    """The ed25519, RSA or ECDSA private key behind secret reference ``ref``.
+def load_private_key(
+    ref: str, passphrase: str | None = None, *, org_id: str, secrets: SecretScope | None = None
+) -> paramiko.PKey:
+    """The ed25519, RSA or ECDSA private key behind org ``org_id``'s secret reference ``ref``.
 
     Raises ExportError(CONFIG) when it cannot be read; the message never quotes the key.
     """
-    text = resolve_secret(ref)
+    text = resolve_secret(ref, org_id, secrets)
     data = text.encode("utf-8")
     loaded: Any = None
     used: str | None = None
@@ -766,8 +772,16 @@ class SftpDropzoneSession:
     def _open_connection(self) -> _Connection:
         config, settings, where = self._config, self._settings, self._where
         # Credentials first: a broken reference is reported without touching the network.
-        password = resolve_secret(config.password_ref) if config.password_ref else None
-        key = load_private_key(config.private_key_ref, password) if config.private_key_ref else None
+        # The scope keeps a row from naming another variable or file as its credential.
+        org, secrets = config.org_id, settings.secrets
+        password = (
+            resolve_secret(config.password_ref, org, secrets) if config.password_ref else None
+        )
+        key = (
+            load_private_key(config.private_key_ref, password, org_id=org, secrets=secrets)
+            if config.private_key_ref
+            else None
+        )
         try:
             sock = socket.create_connection(
                 (config.host, config.port or 22), timeout=settings.connect_timeout

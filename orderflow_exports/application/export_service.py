@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
+from orderflow_exports.domain.connector_rules import connector_problems
 from orderflow_exports.domain.document import build_header, write_document
 from orderflow_exports.domain.drafts import DraftOrder, ensure_exportable
 from orderflow_exports.domain.errors import (
@@ -130,12 +131,20 @@ class ExportService:
     new_id: Callable[[], str] = new_export_id
     _swept: set[tuple[str, str]] = field(default_factory=set)
     _configs: dict[str, ConnectorConfig | None] = field(default_factory=dict)
+    _all_configs: list[ConnectorConfig] | None = None
+    _config_problems: dict[str, list[str]] = field(default_factory=dict)
     # Logins (server and credentials) that failed in this run, with the org that met the
     # failure: their other drafts fail fast, without a new row. Keyed by the credentials too, so
     # that one org's wrong key never stops another org on the same server and user name.
     _down: dict[str, tuple[str, ExportError]] = field(default_factory=dict)
 
     def config_for(self, ref: DraftRef) -> ConnectorConfig:
+        """The org's enabled connector, checked against the connector rules (once per run).
+
+        Rows may be written by other tools than the CLI, so the rules (folders apart from each
+        other and from every other org's on the host, secret references in the org's scope) are
+        checked again here; a config breaking one fails its own org only, with CONFIG.
+        """
         if ref.org_id not in self._configs:
             self._configs[ref.org_id] = self.configs.get(ref.org_id)
         config = self._configs[ref.org_id]
@@ -144,6 +153,18 @@ class ExportService:
             raise ConnectorNotConfigured(
                 f"org {ref.org_id} has no enabled DROPZONE_JSON_V1 connector ({state}); "
                 "set one with `orderflow-exports connectors set`"
+            )
+        if ref.org_id not in self._config_problems:
+            if self._all_configs is None:
+                self._all_configs = self.configs.list()
+            self._config_problems[ref.org_id] = connector_problems(config, self._all_configs)
+        problems = self._config_problems[ref.org_id]
+        if problems:
+            raise ExportError(
+                ExportError.CONFIG,
+                f"connector of org {ref.org_id} is refused: {'; '.join(problems)}; fix it with "
+                "`orderflow-exports connectors set`",
+                transient=False,
             )
         return config
 

@@ -11,11 +11,17 @@ from sqlalchemy import Engine
 from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.adapters.local_export_store import LocalExportStore
 from orderflow_exports.adapters.s3_clients import SharedClients
+from orderflow_exports.adapters.secrets import SecretScope
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.engine import make_engine, require_current_schema
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
-from orderflow_exports.defs.settings import data_home, resolve_database_url, resolve_export_store
+from orderflow_exports.defs.settings import (
+    data_home,
+    resolve_database_url,
+    resolve_export_store,
+    resolve_secret_dirs,
+)
 from orderflow_exports.domain.ports import ExportStore
 
 LOCAL_STORE_PREFIX = "exports"
@@ -89,7 +95,16 @@ class DropzoneResource(dg.ConfigurableResource):
         description="Temp files of ours older than this are removed from an export folder at "
         "the start of a run.",
     )
+    secret_dirs: list[str] | None = Field(
+        default=None,
+        description="Folders file: secret references may point into; an org's files must lie "
+        "in <folder>/<org_id>/. Unset: env ORDERFLOW_SECRET_DIRS (colon-separated absolute "
+        "folders), else $DAGSTER_HOME/orderflow/secrets and /run/secrets.",
+    )
     _sessions: DropzoneSessions | None = PrivateAttr(default=None)
+
+    def secret_scope(self) -> SecretScope:
+        return SecretScope(resolve_secret_dirs(self.secret_dirs))
 
     def sftp_settings(self) -> Any:
         from orderflow_exports.adapters.sftp_dropzone import SftpSettings
@@ -101,6 +116,7 @@ class DropzoneResource(dg.ConfigurableResource):
             keepalive_interval=self.keepalive_seconds,
             preferred_ciphers=tuple(self.preferred_ciphers),
             fsync=self.fsync,
+            secrets=self.secret_scope(),
         )
 
     @property

@@ -12,6 +12,7 @@ import dagster as dg
 
 DATABASE_URL_ENV = "ORDERFLOW_DATABASE_URL"
 EXPORT_STORE_ENV = "ORDERFLOW_EXPORT_STORE"
+SECRET_DIRS_ENV = "ORDERFLOW_SECRET_DIRS"
 
 
 def data_home() -> Path:
@@ -32,3 +33,21 @@ def resolve_database_url(configured: str | None) -> str:
 
 def resolve_export_store(configured: str | None) -> str:
     return configured or dg.EnvVar(EXPORT_STORE_ENV).get_value() or str(data_home() / "store")
+
+
+def default_secret_dirs() -> tuple[str, ...]:
+    """``$DAGSTER_HOME/orderflow/secrets`` (``./.orderflow/secrets``) and ``/run/secrets``."""
+    return (str(data_home() / "secrets"), "/run/secrets")
+
+
+def resolve_secret_dirs(configured: list[str] | None) -> tuple[str, ...]:
+    """Folders ``file:`` secret references may point into (each org under ``<folder>/<org_id>``).
+
+    ``configured`` (the dropzone resource's ``secret_dirs``), else env ``ORDERFLOW_SECRET_DIRS``
+    (colon-separated absolute folders), else :func:`default_secret_dirs`.
+    """
+    from orderflow_exports.adapters.secrets import parse_secret_dirs
+
+    if configured:
+        return parse_secret_dirs(":".join(configured), default_secret_dirs())
+    return parse_secret_dirs(dg.EnvVar(SECRET_DIRS_ENV).get_value(), default_secret_dirs())

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from paramiko.sftp import CMD_EXTENDED
 
-from orderflow_exports.adapters.secrets import SecretUnavailable, resolve_secret
 from orderflow_exports.adapters.sftp_dropzone import (
     SftpDropzoneSession,
     SftpSettings,
@@ -211,7 +210,7 @@ def test_rsa_key_and_fingerprint_pin_and_known_hosts_prefix_are_accepted(
 ) -> None:
     source = make_file(1000)
     variants = {
-        "rsa.json": {"private_key_ref": f"file:{sshd_server.rsa_key}"},
+        "rsa.json": {"private_key_ref": sshd_server.key_ref("acme", sshd_server.rsa_key)},
         "fp.json": {"host_key": sshd_server.host_key_fingerprint},
         "prefixed.json": {
             "host_key": f"[127.0.0.1]:{sshd_server.port},other {sshd_server.host_key_line} c"
@@ -233,9 +232,9 @@ def test_private_key_from_an_environment_variable(
     monkeypatch: pytest.MonkeyPatch,
     make_file: Callable[[int], Path],
 ) -> None:
-    monkeypatch.setenv("ORDERFLOW_TEST_SFTP_KEY", sshd_server.ed25519_key.read_text())
+    monkeypatch.setenv("ORDERFLOW_SECRET_ACME_SFTP_KEY", sshd_server.ed25519_key.read_text())
     config = sshd_server.connector_config(
-        "acme", str(dropzone), "/acks", private_key_ref="env:ORDERFLOW_TEST_SFTP_KEY"
+        "acme", str(dropzone), "/acks", private_key_ref="env:ORDERFLOW_SECRET_ACME_SFTP_KEY"
     )
     opened = open_sftp_session(config, SETTINGS)
     try:
@@ -327,7 +326,10 @@ def test_key_the_server_does_not_accept_is_an_auth_error(
     sshd_server: SshdServer, dropzone: Path
 ) -> None:
     config = sshd_server.connector_config(
-        "acme", str(dropzone), "/acks", private_key_ref=f"file:{sshd_server.unauthorized_key}"
+        "acme",
+        str(dropzone),
+        "/acks",
+        private_key_ref=sshd_server.key_ref("acme", sshd_server.unauthorized_key),
     )
 
     with pytest.raises(ExportError) as caught:
@@ -343,7 +345,7 @@ def test_broken_private_key_is_a_config_error_without_quoting_it(
     secret_text = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n"
     broken.write_text(secret_text + "-----END OPENSSH PRIVATE KEY-----\n")
     config = sshd_server.connector_config(
-        "acme", str(dropzone), "/acks", private_key_ref=f"file:{broken}"
+        "acme", str(dropzone), "/acks", private_key_ref=sshd_server.key_ref("acme", broken)
     )
 
     with pytest.raises(ExportError) as caught:
@@ -351,20 +353,6 @@ def test_broken_private_key_is_a_config_error_without_quoting_it(
 
     assert (caught.value.code, caught.value.transient) == (ExportError.CONFIG, False)
     assert "c2VjcmV0" not in str(caught.value)
-
-
-def test_secret_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    secret_file = tmp_path / "password"
-    secret_file.write_text("s3cret\n")
-    monkeypatch.setenv("ORDERFLOW_TEST_SECRET", "from-env")
-    monkeypatch.delenv("ORDERFLOW_TEST_UNSET", raising=False)
-
-    assert resolve_secret(f"file:{secret_file}") == "s3cret"
-    assert resolve_secret("env:ORDERFLOW_TEST_SECRET") == "from-env"
-    for ref in ("env:ORDERFLOW_TEST_UNSET", f"file:{tmp_path / 'absent'}", "vault:x", "env:"):
-        with pytest.raises(SecretUnavailable) as caught:
-            resolve_secret(ref)
-        assert (caught.value.code, caught.value.transient) == (ExportError.CONFIG, False)
 
 
 # --- connection faults --------------------------------------------------------------------------

@@ -1,11 +1,16 @@
 """The real commands as subprocesses: `dagster job execute`, the demo, `orderflow-exports`."""
 
+import contextlib
+import io
 import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
+from orderflow_exports.cli import main
 from orderflow_exports.demo import SampleDraft
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
@@ -18,6 +23,7 @@ from orderflow_exports_tests.support.processes import (
 )
 
 pytestmark = pytest.mark.slow
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOd0WT1QHGjVXqyLjc2ld2o4hOrpsfRskKL2mdq9yp4m"
 
 
 def test_dagster_job_execute_exports_one_partition(orderflow_env: OrderflowEnv) -> None:
@@ -86,9 +92,9 @@ def test_connectors_cli_round_trip_and_clear_errors(orderflow_env: OrderflowEnv)
         "--username",
         "u",
         "--host-key",
-        "SHA256:abc",
+        HOST_KEY,
         "--private-key-ref",
-        "env:GLOBEX_KEY",
+        "env:ORDERFLOW_SECRET_GLOBEX_KEY",
         "--export-path",
         "/in",
         "--ack-path",
@@ -96,7 +102,7 @@ def test_connectors_cli_round_trip_and_clear_errors(orderflow_env: OrderflowEnv)
     )
     assert saved.returncode == 0, saved.stderr
     listed = orderflow_cli(env, "connectors", "list")
-    assert "sftp://u@h:22" in listed.stdout and "env:GLOBEX_KEY" in listed.stdout
+    assert "sftp://u@h:22" in listed.stdout and "env:ORDERFLOW_SECRET_GLOBEX_KEY" in listed.stdout
     refused = orderflow_cli(
         env,
         "connectors",
@@ -124,7 +130,7 @@ def test_connectors_cli_round_trip_and_clear_errors(orderflow_env: OrderflowEnv)
         "--username",
         "u",
         "--host-key",
-        "SHA256:abc",
+        HOST_KEY,
         "--password-ref",
         "hunter2",
         "--export-path",
@@ -141,3 +147,155 @@ def test_db_upgrade_on_a_fresh_database(tmp_path: Path) -> None:
     done = run_command([str(VENV_BIN / "orderflow-exports"), "db", "upgrade"], child)
     assert done.returncode == 0 and "schema up to date" in done.stdout
     assert REPO_ROOT.is_dir()
+
+
+# --- bad input: one line on stderr, exit 2, nothing saved ----------------------------------------
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """The CLI's main in this process (the same code the console script runs)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code if isinstance(exc.code, int) else 2
+    return code, out.getvalue(), err.getvalue()
+
+
+def set_args(**options: str | None) -> list[str]:
+    values: dict[str, str | None] = {
+        "org": "acme",
+        "transport": "sftp",
+        "host": "erp.example.com",
+        "port": "22",
+        "username": "orderflow",
+        "host-key": HOST_KEY,
+        "password-ref": "env:ORDERFLOW_SECRET_ACME_PASSWORD",
+        "export-path": "/in/acme",
+        "ack-path": "/acks/acme",
+    }
+    values.update({name.replace("_", "-"): value for name, value in options.items()})
+    argv = ["connectors", "set"]
+    for name, value in values.items():
+        if value is not None:
+            argv += [f"--{name}", value]
+    return argv
+
+
+def assert_one_line_refusal(code: int, err: str, says: str, exit_code: int = 2) -> None:
+    assert code == exit_code, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    # "orderflow-exports: error: ..." or, from argparse, "orderflow-exports connectors set: error:"
+    assert len(lines) == 1 and re.match(r"orderflow-exports[a-z ]*: error: ", lines[0]), err
+    assert says in lines[0], err
+
+
+def test_connectors_set_refuses_bad_input(
+    engine: Engine, database_url: str, test_secret_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORDERFLOW_DATABASE_URL", database_url)
+    secrets = test_secret_dirs
+    readable = secrets / "acme" / "cli_world_readable"
+    readable.parent.mkdir(exist_ok=True)
+    readable.write_text("pw")
+    readable.chmod(0o644)
+    code, _, err = run_cli(
+        *set_args(
+            org="globex",
+            ack_path="/acks/shared",
+            export_path="/in/g",
+            password_ref="env:ORDERFLOW_SECRET_GLOBEX_PASSWORD",
+        )
+    )
+    assert code == 0, err
+    cases: list[tuple[dict[str, str | None], str]] = [
+        ({"port": "99999"}, "port 99999 is not between 1 and 65535"),
+        ({"port": "-5"}, "port -5"),
+        ({"port": "twenty-two"}, "invalid int value"),
+        ({"host_key": "not a key"}, "--host-key"),
+        ({"host_key": "SHA256:abc"}, "not a SHA256 fingerprint"),
+        ({"password_ref": "env:"}, "needs a variable name"),
+        ({"password_ref": "file:relative"}, "not an absolute path"),
+        ({"password_ref": f"file:{secrets}/acme/missing"}, "cannot open the file"),
+        ({"password_ref": "env:AWS_SECRET_ACCESS_KEY"}, "outside org acme's secret scope"),
+        ({"password_ref": "env:DAGSTER_PG_PASSWORD"}, "outside org acme's secret scope"),
+        ({"password_ref": f"file:{secrets}/globex/key"}, "outside org acme's secret folders"),
+        ({"password_ref": "file:/etc/shadow"}, "outside org acme's secret folders"),
+        ({"password_ref": f"file:{readable}"}, "mode 0644"),
+        ({"password_ref": "hunter2"}, "env:"),
+        ({"host": "erp.example.com\nevil"}, "not a host name"),
+        ({"ack_deadline_hours": "inf"}, "--ack-deadline-hours"),
+        ({"ack_deadline_hours": "nan"}, "--ack-deadline-hours"),
+        ({"ack_deadline_hours": "1e6"}, "--ack-deadline-hours"),
+        ({"ack_deadline_hours": "0"}, "--ack-deadline-hours"),
+        ({"ack_path": "/in/acme"}, "the same folder"),
+        ({"ack_path": "/in/acme/acks"}, "lies inside export_path"),
+        ({"export_path": "/acks/acme/processed"}, "processed/ folder"),
+        ({"export_path": ""}, "export_path is empty"),
+        ({"ack_path": "acks"}, "not absolute"),
+        ({"export_path": "/in/../etc"}, "'..' component"),
+        ({"export_path": "/in/ac\x01me"}, "control characters"),
+        ({"ack_path": "/acks/shared"}, "org globex's ack_path"),
+        ({"ack_path": "/acks/shared/acme"}, "is nested with org globex's ack_path"),
+        ({"transport": "local", "host": None, "port": None}, "a local connector takes no"),
+        ({"org": "../x"}, "not allowed"),
+    ]
+    for options, says in cases:
+        code, out, err = run_cli(*set_args(**options))
+        assert_one_line_refusal(code, err, says)
+        assert "saved" not in out
+    for argv, says in [
+        (["exports", "list", "--limit", "-1"], "--limit -1"),
+        (["exports", "list", "--limit", "0"], "--limit 0"),
+        (["exports", "list", "--limit", str(10**12)], "is not between"),
+        (["exports", "list", "--org", "../x"], "not allowed"),
+        (["exports", "list", "--status", "LOST"], "invalid choice"),
+    ]:
+        code, _, err = run_cli(*argv)
+        assert_one_line_refusal(code, err, says)
+    code, out, _ = run_cli("connectors", "list")
+    assert code == 0 and "globex" in out and "acme" not in out  # nothing of acme was saved
+    code, out, _ = run_cli(*set_args())  # the same org with good values is saved
+    assert code == 0 and "connector of acme saved" in out
+
+
+def test_unreachable_database_says_what_to_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("ORDERFLOW_DATABASE_URL", f"postgresql://nobody:pw@127.0.0.1:{port}/none")
+    for argv in (["connectors", "list"], ["exports", "list"], ["db", "upgrade"], set_args()):
+        code, _, err = run_cli(*argv)
+        assert_one_line_refusal(code, err, "check ORDERFLOW_DATABASE_URL", exit_code=1)
+        assert ":pw@" not in err
+    monkeypatch.setenv("ORDERFLOW_DATABASE_URL", "not a url")
+    code, _, err = run_cli("connectors", "list")
+    assert_one_line_refusal(code, err, "check ORDERFLOW_DATABASE_URL", exit_code=1)
+
+
+def test_missing_schema_says_to_run_db_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORDERFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    for argv in (["connectors", "list"], ["exports", "list"], set_args()):
+        code, _, err = run_cli(*argv)
+        assert_one_line_refusal(code, err, "run `orderflow-exports db upgrade`", exit_code=1)
+
+
+def test_the_installed_command_refuses_bad_input_and_a_missing_schema(tmp_path: Path) -> None:
+    # Dagster's import-time preview warnings are not ours; the suite silences them everywhere.
+    child = dict(
+        os.environ,
+        ORDERFLOW_DATABASE_URL=f"sqlite:///{tmp_path / 'new.db'}",
+        PYTHONWARNINGS="ignore",
+    )
+    command = str(VENV_BIN / "orderflow-exports")
+    no_schema = run_command([command, "connectors", "list"], child)
+    assert_one_line_refusal(no_schema.returncode, no_schema.stderr, "db upgrade", exit_code=1)
+    assert run_command([command, "db", "upgrade"], child).returncode == 0
+    bad_port = run_command([command, *set_args(port="99999")], child)
+    assert_one_line_refusal(bad_port.returncode, bad_port.stderr, "port 99999")
+    bad_limit = run_command([command, "exports", "list", "--limit", "-1"], child)
+    assert_one_line_refusal(bad_limit.returncode, bad_limit.stderr, "--limit -1")

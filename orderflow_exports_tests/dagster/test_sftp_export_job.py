@@ -16,12 +16,13 @@ from orderflow_exports_tests.support.sshd import SshdServer
 def sftp_outbox(sshd_server: SshdServer) -> Path:
     folder = sshd_server.root / f"outbox-{uuid.uuid4().hex[:8]}"
     folder.mkdir()
-    (folder / "acks").mkdir()
+    # The ack folder beside the export folder, never inside it (the connector rules).
+    (folder.parent / f"{folder.name}-acks").mkdir()
     return folder
 
 
 def _configure(env: OrderflowEnv, sshd: SshdServer, org_id: str, outbox: Path, **kw: object):  # type: ignore[no-untyped-def]
-    config = sshd.connector_config(org_id, str(outbox), str(outbox / "acks"), **kw)
+    config = sshd.connector_config(org_id, str(outbox), f"{outbox}-acks", **kw)
     env.configs.upsert(config)
     return config
 
@@ -65,13 +66,18 @@ def test_one_connection_for_a_run_over_many_partitions(
     monkeypatch.setattr(sftp, "open_sftp_session", counting_open)
     env = orderflow_env
     _configure(env, sshd_server, "acme", sftp_outbox)
-    _configure(env, sshd_server, "acme2", sftp_outbox)  # same login: shares the connection
+    # Another org on the same server has folders and a secret reference of its own (each org's
+    # secrets are scoped to it), so it logs in on a connection of its own.
+    other_outbox = sftp_outbox.parent / f"{sftp_outbox.name}-acme2"
+    other_outbox.mkdir()
+    _configure(env, sshd_server, "acme2", other_outbox)
     keys = env.add_drafts(
         *(SampleDraft("acme", f"D-{n}") for n in range(6)), SampleDraft("acme2", "X-1")
     )
     assert env.run_export(keys).success
-    assert opened == ["acme"]
-    assert len([n for n in os.listdir(sftp_outbox) if n.endswith(".json")]) == 7
+    assert opened == ["acme", "acme2"]  # one per org and login, not one per draft
+    assert len([n for n in os.listdir(sftp_outbox) if n.endswith(".json")]) == 6
+    assert len([n for n in os.listdir(other_outbox) if n.endswith(".json")]) == 1
 
 
 def test_wrong_host_key_fails_permanently_and_sends_nothing(

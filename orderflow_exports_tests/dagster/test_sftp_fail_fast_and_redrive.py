@@ -27,15 +27,14 @@ from orderflow_exports_tests.support.sshd import SshdServer
 
 def _outbox(sshd: SshdServer, org_id: str) -> Path:
     folder = sshd.root / f"{org_id}-{uuid.uuid4().hex[:8]}"
-    (folder / "acks").mkdir(parents=True)
+    folder.mkdir(parents=True)
+    (sshd.root / f"{folder.name}-acks").mkdir()  # beside the outbox: never inside it
     return folder
 
 
 def _configure(env: OrderflowEnv, sshd: SshdServer, org_id: str, **overrides: object) -> Path:
     outbox = _outbox(sshd, org_id)
-    env.configs.upsert(
-        sshd.connector_config(org_id, str(outbox), str(outbox / "acks"), **overrides)
-    )
+    env.configs.upsert(sshd.connector_config(org_id, str(outbox), f"{outbox}-acks", **overrides))
     return outbox
 
 
@@ -67,7 +66,7 @@ def test_a_wrong_key_of_one_org_does_not_stop_another_org_on_the_same_login_name
     orderflow_env: OrderflowEnv, sshd_server: SshdServer
 ) -> None:
     env = orderflow_env
-    wrong_key = f"file:{sshd_server.unauthorized_key}"
+    wrong_key = sshd_server.key_ref("orga", sshd_server.unauthorized_key)
     _configure(env, sshd_server, "orga", private_key_ref=wrong_key)
     outbox_b = _configure(env, sshd_server, "orgb")  # same host and user name, its own key
     key_a, key_b = env.add_drafts(SampleDraft("orga", "A-1"), SampleDraft("orgb", "B-1"))
@@ -82,7 +81,7 @@ def test_a_wrong_key_of_one_org_does_not_stop_another_org_on_the_same_login_name
     about_b = [line for line in _messages(env, result) if "orgb" in line]
     assert about_b
     for line in about_b:
-        assert "orga" not in line and str(sshd_server.unauthorized_key) not in line, line
+        assert "orga" not in line and wrong_key.removeprefix("file:") not in line, line
     requests = SqlExportRequests(env.engine)
     record_a = requests.get(DraftRef("orga", "A-1"))
     record_b = requests.get(DraftRef("orgb", "B-1"))
@@ -91,26 +90,40 @@ def test_a_wrong_key_of_one_org_does_not_stop_another_org_on_the_same_login_name
     assert record_b is not None and record_b.last_outcome is RequestOutcome.SENT
 
 
-def test_orgs_sharing_a_login_fail_fast_without_each_others_details(
+def test_drafts_of_one_login_fail_fast_and_another_org_never_sees_its_details(
     orderflow_env: OrderflowEnv, sshd_server: SshdServer
 ) -> None:
+    # Secret references are scoped per org, so two orgs never share credentials: fail-fast
+    # stops the other drafts of the same login only, and each org meets its own failure.
     env = orderflow_env
-    wrong_key = f"file:{sshd_server.unauthorized_key}"
-    _configure(env, sshd_server, "acme", private_key_ref=wrong_key)
-    _configure(env, sshd_server, "acme2", private_key_ref=wrong_key)
-    first, second = env.add_drafts(SampleDraft("acme", "D-1"), SampleDraft("acme2", "X-1"))
+    _configure(
+        env,
+        sshd_server,
+        "acme",
+        private_key_ref=sshd_server.key_ref("acme", sshd_server.unauthorized_key),
+    )
+    acme2_key = sshd_server.key_ref("acme2", sshd_server.unauthorized_key)
+    _configure(env, sshd_server, "acme2", private_key_ref=acme2_key)
+    first, second, other = env.add_drafts(
+        SampleDraft("acme", "D-1"), SampleDraft("acme", "D-2"), SampleDraft("acme2", "X-1")
+    )
 
-    result = env.run_export([first, second])
+    result = env.run_export([first, second, other])
     assert not result.success
     assert [r.error_code for r in env.exports(first)] == ["AUTH"]
     assert env.exports(second) == []  # not attempted: no row
+    assert [r.error_code for r in env.exports(other)] == ["AUTH"]  # its own attempt
     endpoint = f"sftp://{sshd_server.username}@{sshd_server.host}:{sshd_server.port}"
     reported = {line for line in _messages(env, result) if line.startswith(f"{second}: AUTH")}
-    assert reported == {
+    prefix = (
         f"{second}: AUTH (permanent): [AUTH] not attempted: the login to {endpoint} already "
         "failed in this run with AUTH (permanent)"
-    }
-    record = SqlExportRequests(env.engine).get(DraftRef("acme2", "X-1"))
+    )
+    assert reported and all(line.startswith(prefix) for line in reported), reported
+    for line in _messages(env, result):
+        if "acme2" in line:
+            assert "acme:" not in line and "/acme/" not in line, line
+    record = SqlExportRequests(env.engine).get(DraftRef("acme", "D-2"))
     assert record is not None and record.last_outcome is RequestOutcome.PERMANENT
     assert record.last_reason is not None and "not attempted" in record.last_reason
 
@@ -145,7 +158,7 @@ def test_an_outage_makes_no_rows_and_the_sensor_redrives_the_draft_once_it_ends(
 
     # Not before its backoff has passed.
     assert isinstance(_evaluate_at(env, record.next_due_at - timedelta(seconds=1)), dg.SkipReason)
-    back = sshd_server.connector_config("acme", str(outbox), str(outbox / "acks"))
+    back = sshd_server.connector_config("acme", str(outbox), f"{outbox}-acks")
     env.configs.upsert(back)  # the outage is over: the server answers again
     redrive = _evaluate_at(env, record.next_due_at)
     assert isinstance(redrive, dg.SensorResult)

@@ -247,8 +247,9 @@ def test_a_batch_opens_one_sftp_connection_per_endpoint(
     connections: dict[str, int],
 ) -> None:
     env = orderflow_env
-    # acme and globex share an endpoint; initech reaches the same server under another host
-    # name, which is another endpoint (so another connection) as far as the exporter knows.
+    # acme and globex share an endpoint but not a login (each org's secret reference is scoped
+    # to it); initech reaches the same server under another host name, another endpoint as far
+    # as the exporter knows. One connection each, however many drafts.
     hosts = {"acme": "127.0.0.1", "globex": "127.0.0.1", "initech": "localhost"}
     base = sshd_server.root / tmp_path.name
     for org, host in hosts.items():
@@ -265,7 +266,7 @@ def test_a_batch_opens_one_sftp_connection_per_endpoint(
 
     assert run.success
     assert _exported_partitions(run) == sorted(keys)
-    assert connections == {"ssh_handshakes": 2, "sftp_sessions": 2}
+    assert connections == {"ssh_handshakes": 3, "sftp_sessions": 3}
     for key in keys:
         [row] = env.exports(key)
         assert row.status is ExportStatus.SENT

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from orderflow_exports.adapters.secrets import SECRET_DIRS_ENV
 from orderflow_exports.domain.records import ConnectorConfig
 from orderflow_exports_tests.support.components import require_component
 from orderflow_exports_tests.support.network import free_port
@@ -56,6 +57,7 @@ class SshdServer:
     root: Path
     workdir: Path
     pid: int
+    secrets_root: Path
     process: subprocess.Popen[bytes] = field(repr=False, compare=False)
 
     def connector_config(
@@ -71,10 +73,28 @@ class SshdServer:
             "port": self.port,
             "username": self.username,
             "host_key": self.host_key_line,
-            "private_key_ref": f"file:{self.ed25519_key}",
+            "private_key_ref": self.key_ref(org_id),
         }
         values.update(overrides)
         return ConnectorConfig(**values)
+
+    def key_ref(self, org_id: str, key: Path | None = None) -> str:
+        """``file:`` reference to a copy of ``key`` (default: the ed25519 user key) in org
+        ``org_id``'s secret folder, ``secrets_root/<org_id>/`` (mode 0600, as a mount would be).
+
+        Point ``ORDERFLOW_SECRET_DIRS`` at ``secrets_root`` (the ``sshd_server`` fixture does).
+        """
+        source = key or self.ed25519_key
+        folder = self.secrets_root / org_id
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Named after the source path too: two sources with one file name stay two files.
+        copy = folder / f"{source.name}-{hashlib.sha256(str(source).encode()).hexdigest()[:12]}"
+        if not copy.exists():
+            partial = folder / f".{source.name}.{os.getpid()}.tmp"
+            partial.write_bytes(source.read_bytes())
+            partial.chmod(0o600)
+            partial.replace(copy)
+        return f"file:{copy}"
 
     def session_pids(self) -> set[int]:
         """PIDs of the per-connection sshd processes (every descendant of the listener)."""
@@ -102,8 +122,13 @@ def sshd_missing_reason() -> str | None:
     return None
 
 
-def start_sshd(workdir: Path) -> SshdServer:
-    """Generate keys and a config under ``workdir`` and start sshd on a free loopback port."""
+def start_sshd(workdir: Path, secrets_root: Path | None = None) -> SshdServer:
+    """Generate keys and a config under ``workdir`` and start sshd on a free loopback port.
+
+    Connector configs of the server reference copies of the user keys under ``secrets_root``
+    (default ``workdir/secrets``), one folder per org, which must be a secret folder
+    (``ORDERFLOW_SECRET_DIRS``) of whatever resolves them.
+    """
     binary = sshd_binary()
     if binary is None:
         raise RuntimeError(sshd_missing_reason())
@@ -153,6 +178,7 @@ def start_sshd(workdir: Path) -> SshdServer:
                 workdir=workdir,
                 pid=process.pid,
                 process=process,
+                secrets_root=secrets_root or workdir / "secrets",
             )
         _stop_process(process)
         last_error = log_file.read_text(encoding="utf-8", errors="replace")[-2000:]
@@ -172,12 +198,28 @@ def fingerprint_of(public_line: str) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def test_secret_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's secret folder, set as ``ORDERFLOW_SECRET_DIRS`` for every test.
+
+    Runs in process, child processes and the sshd's connector configs all resolve secrets
+    through it, as a deployment's mounted secret folder.
+    """
+    root = tmp_path_factory.mktemp("secrets")
+    root.chmod(0o700)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SECRET_DIRS_ENV, str(root))
+        yield root
+
+
 @pytest.fixture(scope="session")
-def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
+def sshd_server(
+    tmp_path_factory: pytest.TempPathFactory, test_secret_dirs: Path
+) -> Iterator[SshdServer]:
     """A private sshd for the whole test session, stopped by PID at the end."""
     reason = sshd_missing_reason()
     require_component(reason is None, reason or "")
-    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    server = start_sshd(tmp_path_factory.mktemp("sshd"), test_secret_dirs)
     try:
         yield server
     finally:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import builtins
+import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, insert, select
 
 from orderflow_exports.adapters.sql.tables import erp_connector_config
+from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.records import ConnectorConfig
 
+log = logging.getLogger(__name__)
 _FIELDS = tuple(ConnectorConfig.__dataclass_fields__)
 
 
@@ -21,17 +24,36 @@ class SqlConnectorConfigs:
         self._engine = engine
 
     def get(self, org_id: str) -> ConnectorConfig | None:
+        """The org's config; a row no config can be built from raises ExportError(CONFIG)."""
         query = select(erp_connector_config).where(erp_connector_config.c.org_id == org_id)
         with self._engine.connect() as conn:
             row = conn.execute(query).first()
-        return None if row is None else self._config(row._mapping)
+        if row is None:
+            return None
+        try:
+            return self._config(row._mapping)
+        except (TypeError, ValueError) as exc:
+            raise ExportError(
+                ExportError.CONFIG,
+                f"the connector row of org {org_id!r} is invalid: {exc}; fix it with "
+                "`orderflow-exports connectors set`",
+                transient=False,
+            ) from None
 
     def list(self, *, enabled_only: bool = False) -> builtins.list[ConnectorConfig]:
+        """Every valid config. A row written by another tool that is not a valid config is
+        left out (with a warning), so it cannot stop the other orgs; ``get`` reports it."""
         query = select(erp_connector_config).order_by(erp_connector_config.c.org_id)
         if enabled_only:
             query = query.where(erp_connector_config.c.enabled.is_(True))
+        configs: builtins.list[ConnectorConfig] = []
         with self._engine.connect() as conn:
-            return [self._config(row._mapping) for row in conn.execute(query)]
+            for row in conn.execute(query):
+                try:
+                    configs.append(self._config(row._mapping))
+                except (TypeError, ValueError) as exc:
+                    log.warning("connector row of org %r is invalid, skipped: %s", row.org_id, exc)
+        return configs
 
     def upsert(self, config: ConnectorConfig) -> None:
         values = {**asdict(config), "updated_at": datetime.now(UTC)}
