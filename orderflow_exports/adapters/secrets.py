@@ -7,6 +7,7 @@ mounted next to the code location. Errors name the reference, never the value.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from orderflow_exports.domain.errors import ExportError
@@ -47,7 +48,11 @@ def resolve_secret(ref: str) -> str:
         if not path.is_absolute():
             raise SecretUnavailable(ref, "file references must be absolute paths")
         try:
-            with path.open("rb") as handle:
+            # O_NONBLOCK: a FIFO at the path must not block the caller until someone writes it.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise SecretUnavailable(ref, "the path is not a regular file")
                 raw = handle.read(MAX_SECRET_BYTES + 1)
         except OSError as exc:
             raise SecretUnavailable(ref, f"cannot read the file ({exc.strerror or exc})") from None

@@ -75,16 +75,27 @@ def resources(**ack_settings: Any) -> dict[str, Any]:
 
 
 def evaluate(env: OrderflowEnv, **ack_settings: Any) -> dg.SensorResult | dg.SkipReason:
-    """One tick; its asset events are reported to the instance as the daemon would."""
+    """One tick without a cursor; its asset events are reported as the daemon would."""
+    return evaluate_with_cursor(env, None, **ack_settings)[0]
+
+
+def evaluate_with_cursor(
+    env: OrderflowEnv, cursor: str | None, **ack_settings: Any
+) -> tuple[dg.SensorResult | dg.SkipReason, str | None]:
+    """One tick from ``cursor``, as the daemon runs it; returns the result and the new cursor."""
     with dg.build_sensor_context(
-        instance=env.instance, resources=resources(**ack_settings), definitions=definitions()
+        instance=env.instance,
+        resources=resources(**ack_settings),
+        definitions=definitions(),
+        cursor=cursor,
     ) as context:
         result = erp_ack_sensor(context)
+        new_cursor = context.cursor
     assert isinstance(result, dg.SensorResult | dg.SkipReason)
     if isinstance(result, dg.SensorResult):
         for event in result.asset_events:
             env.instance.report_runless_asset_event(event)
-    return result
+    return result, new_cursor
 
 
 def exported(env: OrderflowEnv, org_id: str, draft_id: str) -> ExportRecord:
@@ -260,13 +271,16 @@ def test_tenant_isolation_in_the_sensor(orderflow_env: OrderflowEnv) -> None:
 
     result = evaluate(env)
 
-    assert isinstance(result, dg.SkipReason)
-    assert "1 rejected to error/" in (result.skip_message or "")
+    assert isinstance(result, dg.SensorResult)
     assert row(env, record_b.id) == record_b
     error_dir = Path(config_a.ack_path) / "error"
     assert sorted(p.name for p in error_dir.iterdir()) == ["ack.json", "ack.json.error.txt"]
     assert "globex" not in (error_dir / "ack.json.error.txt").read_text(encoding="utf-8")
-    assert observations(env.instance) == []
+    # Reported on the asset (no partition of acme concerns it), without a word of globex.
+    [(partition, metadata)] = observations(env.instance)
+    assert partition is None
+    assert (metadata["org_id"], metadata["reject_code"]) == ("acme", "OTHER_ORG")
+    assert "globex" not in json.dumps(metadata) and "G-1" not in json.dumps(metadata)
 
 
 def test_overdue_export_times_out_and_acked_one_is_untouched(orderflow_env: OrderflowEnv) -> None:
@@ -314,10 +328,19 @@ def test_unreachable_dropzone_is_reported_not_raised(orderflow_env: OrderflowEnv
     broken = unreachable_sftp("globex")
     env.configs.upsert(broken)
 
-    result = evaluate(env)
+    result, cursor = evaluate_with_cursor(env, None)
 
-    assert isinstance(result, dg.SkipReason)
-    assert "org globex" in (result.skip_message or "")
+    # The first tick reports the problem on the asset; later ticks only log it.
+    assert isinstance(result, dg.SensorResult)
+    [(partition, metadata)] = observations(env.instance)
+    assert (partition, metadata["org_id"], metadata["ack_outcome"]) == (
+        None,
+        "globex",
+        "folder_error",
+    )
+    again, _ = evaluate_with_cursor(env, cursor)
+    assert isinstance(again, dg.SkipReason)
+    assert "org globex" in (again.skip_message or "")
 
 
 def test_check_evaluations_are_reported_once_per_partition(orderflow_env: OrderflowEnv) -> None:
@@ -380,9 +403,9 @@ def test_sftp_malformed_and_foreign_acks_go_to_error(
     (Path(sftp_acme.ack_path) / "broken.json").write_bytes(b"\xef\xbb\xbf{not json")
     drop_ack(sftp_acme, "foreign.json", foreign.id)
 
-    result = evaluate(env)
+    result = evaluate(env, settle_seconds=0)
 
-    assert isinstance(result, dg.SkipReason)
+    assert isinstance(result, dg.SensorResult)  # both reported on the asset
     errors = Path(sftp_acme.ack_path) / "error"
     assert sorted(p.name for p in errors.iterdir()) == [
         "broken.json",
