@@ -399,6 +399,13 @@ def _still_busy(org_id: str) -> bool:
         return thread is not None
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """One connector every org's pass uses (rather than one per org)."""
+
+    connector: DropzoneConnector
+
+
 class AckProcessor:
     """Applies ack files to ``erp_export`` and expires overdue SENT exports, one org at a time.
 
@@ -426,16 +433,21 @@ class AckProcessor:
     def process_all(
         self,
         configs: Iterable[ConnectorConfig],
-        connector: DropzoneConnector | Callable[[], DropzoneConnector],
+        connector: DropzoneConnector | None = None,
         *,
+        connector_factory: Callable[[], DropzoneConnector] | None = None,
         memory: AckPassMemory | None = None,
     ) -> list[AckPassSummary]:
         """One pass over every enabled org; an org's failure or hang never stops the others.
 
-        ``connector`` is shared by every org, or a factory called once per org (its connector is
-        closed when the org's pass ends): with per-org deadlines, a factory keeps an abandoned
-        org's connection apart from the orgs after it.
+        Either ``connector`` is shared by every org, or ``connector_factory`` is called once per
+        org (that connector is closed when the org's pass ends): with per-org deadlines, a
+        factory keeps an abandoned org's connection apart from the orgs after it.
         """
+        if (connector is None) == (connector_factory is None):
+            raise ValueError("pass exactly one of connector and connector_factory")
+        source: _Shared | Callable[[], DropzoneConnector]
+        source = _Shared(connector) if connector is not None else connector_factory  # type: ignore[assignment]
         started = self._monotonic()
         enabled = [config for config in configs if config.enabled]
         memory = memory or AckPassMemory()
@@ -448,7 +460,7 @@ class AckProcessor:
             others = [other for other in enabled if other.org_id != config.org_id]
             summaries.append(
                 self._process_org_bounded(
-                    config, connector, others, started, memory.for_org(config.org_id)
+                    config, source, others, started, memory.for_org(config.org_id)
                 )
             )
         return summaries
@@ -456,7 +468,7 @@ class AckProcessor:
     def _process_org_bounded(
         self,
         config: ConnectorConfig,
-        connector: DropzoneConnector | Callable[[], DropzoneConnector],
+        connector: _Shared | Callable[[], DropzoneConnector],
         others: Sequence[ConnectorConfig],
         started: float,
         memory: OrgMemory,
@@ -519,15 +531,15 @@ class AckProcessor:
     def _run_org(
         self,
         config: ConnectorConfig,
-        connector: DropzoneConnector | Callable[[], DropzoneConnector],
+        connector: _Shared | Callable[[], DropzoneConnector],
         others: Sequence[ConnectorConfig],
         started: float,
         memory: OrgMemory,
         worker: _OrgWorker | None,
         org_deadline: float | None = None,
     ) -> AckPassSummary:
-        own = not hasattr(connector, "session_for")
-        opened: DropzoneConnector = connector() if own else connector  # type: ignore[operator,assignment]
+        own = not isinstance(connector, _Shared)
+        opened = connector.connector if isinstance(connector, _Shared) else connector()
         log = self._log if worker is None else _QuietAfterAbandon(self._log, worker.abandoned)
         try:
             return self.process_org(

@@ -402,7 +402,7 @@ def run_ack_pass(
     def connector() -> DropzoneSessions:
         return DropzoneSessions(sftp_settings_factory=dropzone.sftp_settings)
 
-    summaries = processor.process_all(configs, connector, memory=memory)
+    summaries = processor.process_all(configs, connector_factory=connector, memory=memory)
     for summary in summaries:
         if summary.did_anything or summary.not_reached:
             report = log.error if summary.failure or summary.stuck else log.info
