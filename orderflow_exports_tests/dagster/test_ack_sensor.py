@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from orderflow_exports.adapters.sql.tables import erp_export
 from orderflow_exports.defs.acks import (
     ERP_ACK_CHECK,
     EXPORT_JSON,
+    AckCursor,
     AckProcessingResource,
     ack_asset_checks,
     ack_jobs,
@@ -415,6 +418,73 @@ def test_sftp_malformed_and_foreign_acks_go_to_error(
     ]
     assert "not valid JSON" in (errors / "broken.json.error.txt").read_text(encoding="utf-8")
     assert row(env, foreign.id) == foreign
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A TCP port whose listener accepts connections (the kernel's backlog) and never speaks."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])
+
+
+def test_a_hanging_server_does_not_hold_up_the_other_orgs(
+    orderflow_env: OrderflowEnv, silent_listener: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = orderflow_env
+    monkeypatch.setenv("ORDERFLOW_TEST_HANG_PASSWORD", "not-a-secret")
+    hanging = replace(
+        unreachable_sftp("aaa-hang"),  # sorts first: its pass starts before acme's
+        port=silent_listener,
+        password_ref="env:ORDERFLOW_TEST_HANG_PASSWORD",
+    )
+    env.configs.upsert(hanging)
+    config = env.add_local_connector("acme")
+    record = exported(env, "acme", "D-1")
+    drop_ack(config, "ack.json", record.id)
+
+    # The dropzone's connect timeout (10 s) is longer than the org's budget: the budget decides.
+    result, cursor = evaluate_with_cursor(env, None, org_time_budget_seconds=2)
+
+    assert isinstance(result, dg.SensorResult)
+    assert row(env, record.id).status is ExportStatus.ACKED
+    folder_errors = [m for _, m in observations(env.instance) if m["ack_outcome"] == "folder_error"]
+    assert [(m["org_id"], m["error_code"]) for m in folder_errors] == [("aaa-hang", "TIMEOUT")]
+    # The next tick serves the orgs that answered first.
+    assert AckCursor.parse(cursor).slow == ["aaa-hang"]
+
+
+def test_malformed_ack_is_judged_on_the_tick_after_it_settled_and_shown(
+    orderflow_env: OrderflowEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = orderflow_env
+    config = env.add_local_connector("acme")
+    acks = Path(config.ack_path)
+    (acks / "half.json").write_bytes(b'{"export_id": ')  # fresh: may still be being written
+    (acks / "pipe.json").unlink(missing_ok=True)
+    os.mkfifo(acks / "pipe.json")
+
+    capsys.readouterr()
+    first, cursor = evaluate_with_cursor(env, None)
+    first_log = capsys.readouterr().err  # the sensor's log, as the tick's log shows it
+    assert (acks / "half.json").is_file() and not (acks / "error").exists()
+    assert first_log.count("skipping pipe.json: a FIFO") == 1
+
+    second, _ = evaluate_with_cursor(env, cursor)
+    second_log = capsys.readouterr().err
+
+    # Unchanged since the last tick: finished, and refused where a person and the CLI see it.
+    assert sorted(p.name for p in (acks / "error").iterdir()) == [
+        "half.json",
+        "half.json.error.txt",
+    ]
+    assert isinstance(second, dg.SensorResult)
+    [(partition, metadata)] = observations(env.instance)
+    assert partition is None
+    assert (metadata["org_id"], metadata["reject_code"]) == ("acme", "MALFORMED")
+    assert "ERROR - ack half.json of org acme rejected (MALFORMED)" in second_log
+    assert "skipping" not in second_log  # the FIFO was reported once, on the first tick
 
 
 # --- process_acks_job and the check --------------------------------------------------------------
