@@ -69,10 +69,10 @@ def definitions() -> dg.Definitions:
     )
 
 
-def resources(**ack_settings: Any) -> dict[str, Any]:
+def resources(dropzone: DropzoneResource | None = None, **ack_settings: Any) -> dict[str, Any]:
     return {
         "database": DatabaseResource(),
-        "dropzone": DropzoneResource(),
+        "dropzone": dropzone or DropzoneResource(),
         "ack_processing": AckProcessingResource(**ack_settings),
     }
 
@@ -83,12 +83,15 @@ def evaluate(env: OrderflowEnv, **ack_settings: Any) -> dg.SensorResult | dg.Ski
 
 
 def evaluate_with_cursor(
-    env: OrderflowEnv, cursor: str | None, **ack_settings: Any
+    env: OrderflowEnv,
+    cursor: str | None,
+    dropzone: DropzoneResource | None = None,
+    **ack_settings: Any,
 ) -> tuple[dg.SensorResult | dg.SkipReason, str | None]:
     """One tick from ``cursor``, as the daemon runs it; returns the result and the new cursor."""
     with dg.build_sensor_context(
         instance=env.instance,
-        resources=resources(**ack_settings),
+        resources=resources(dropzone, **ack_settings),
         definitions=definitions(),
         cursor=cursor,
     ) as context:
@@ -444,8 +447,10 @@ def test_a_hanging_server_does_not_hold_up_the_other_orgs(
     record = exported(env, "acme", "D-1")
     drop_ack(config, "ack.json", record.id)
 
-    # The dropzone's connect timeout (10 s) is longer than the org's budget: the budget decides.
-    result, cursor = evaluate_with_cursor(env, None, org_time_budget_seconds=2)
+    # The dropzone's own timeouts would let this org alone outlast the daemon's 60 s limit: the
+    # org's budget is what ends the wait.
+    patient = DropzoneResource(connect_timeout_seconds=120, operation_timeout_seconds=120)
+    result, cursor = evaluate_with_cursor(env, None, patient, org_time_budget_seconds=2)
 
     assert isinstance(result, dg.SensorResult)
     assert row(env, record.id).status is ExportStatus.ACKED
