@@ -477,6 +477,8 @@ class AckProcessor:
         if budget is None:
             return self._run_org(config, connector, others, started, memory, None)
         org_id = config.org_id
+        if budget <= 0:
+            return AckPassSummary(org_id, not_reached=True)  # the pass's hard end has come
         if _still_busy(org_id):
             summary = AckPassSummary(
                 org_id,

@@ -554,3 +554,26 @@ def test_hanging_sftp_org_is_abandoned_and_the_next_org_is_served(
     assert "no result within 1.5 s" in (by_org["org-b"].failure or "")
     assert ledger.get(overdue_b.id) == overdue_b
     assert [o.file_name for o in by_org["org-a"].applied] == ["ack.json"]
+
+
+def test_orgs_after_the_pass_deadline_are_not_started(
+    ledger: SqlExportLedger, tmp_path: Path
+) -> None:
+    configs = [local_connector(org, tmp_path) for org in ("org-a", "org-b")]
+    now = [0.0]
+
+    class SlowOrg(DropzoneSessions):
+        def close(self) -> None:
+            super().close()
+            now[0] = 10.0  # org-a's pass used the whole pass deadline
+
+    bounded = AckProcessor(
+        ledger,
+        AckSettings(org_time_budget_seconds=5, pass_deadline_seconds=10, settle_seconds=0),
+        clock=lambda: NOW,
+        monotonic=lambda: now[0],
+    )
+
+    summaries = bounded.process_all(configs, connector_factory=SlowOrg)
+
+    assert [(s.org_id, s.not_reached) for s in summaries] == [("org-a", False), ("org-b", True)]

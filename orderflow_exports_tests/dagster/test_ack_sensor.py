@@ -492,6 +492,25 @@ def test_malformed_ack_is_judged_on_the_tick_after_it_settled_and_shown(
     assert "skipping" not in second_log  # the FIFO was reported once, on the first tick
 
 
+def test_rotation_serves_answering_orgs_before_the_ones_that_hung(tmp_path: Path) -> None:
+    from orderflow_exports.defs.acks import _rotate
+
+    configs = [
+        ConnectorConfig(org, "local", str(tmp_path / org / "o"), str(tmp_path / org / "a"))
+        for org in ("a", "b", "c", "d")
+    ]
+
+    def order(after: str | None, slow: list[str]) -> list[str]:
+        return [c.org_id for c in _rotate(configs, after, slow)]
+
+    assert order(None, []) == ["a", "b", "c", "d"]
+    assert order("b", []) == ["c", "d", "a", "b"]
+    assert order("b", ["c"]) == ["d", "a", "b", "c"]
+    assert AckCursor.parse("b").after == "b"  # the plain org id older ticks stored
+    assert AckCursor.parse("{broken").after == "{broken"
+    assert AckCursor.parse(AckCursor("c", slow=["a"]).dump([])).slow == ["a"]
+
+
 # --- process_acks_job and the check --------------------------------------------------------------
 
 
