@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,6 +15,7 @@ from typing import BinaryIO
 
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import is_our_temp_file, temp_filename
+from orderflow_exports.domain.ports import FolderEntry, NotARegularFile
 
 _COPY_CHUNK = 1024 * 1024
 _SENDFILE_CHUNK = 64 * 1024 * 1024
@@ -85,6 +87,133 @@ def _link_no_replace(source: Path, target: Path) -> None:
         os.rename(source, target)
         return
     os.unlink(source)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOCTTY: a terminal never becomes ours.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_MAX_NAME_SUFFIX = 1000
+
+
+def _describe_mode(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a socket or device"
+
+
+def _entry_of(entry: os.DirEntry[str]) -> FolderEntry | None:
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None  # removed while listing
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        return FolderEntry(entry.name, "file", info.st_size, info.st_mtime)
+    kind = (
+        "symlink"
+        if stat.S_ISLNK(mode)
+        else "dir"
+        if stat.S_ISDIR(mode)
+        else "fifo"
+        if stat.S_ISFIFO(mode)
+        else "other"
+    )
+    return FolderEntry(entry.name, kind, None, info.st_mtime)  # type: ignore[arg-type]
+
+
+def _folder_error(exc: OSError, folder: str) -> ExportError:
+    if exc.errno == errno.ENOENT:
+        return ExportError(ExportError.CONFIG, f"folder {folder} does not exist", transient=False)
+    if exc.errno == errno.ENOTDIR:
+        return ExportError(ExportError.CONFIG, f"{folder} is not a folder", transient=False)
+    return classify_os_error(exc, f"listing {folder}")
+
+
+def _check_name(name: str, folder: str) -> None:
+    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+        raise ExportError(
+            ExportError.CONFIG, f"{name!r} is not a plain file name in {folder}", transient=False
+        )
+
+
+def _open_real_subfolder(dir_fd: int, folder: str, subfolder: str) -> int:
+    """An fd of ``folder/subfolder``, created when missing; a symlink there is refused.
+
+    The fd is what later operations use, so the folder checked is the folder written to.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(subfolder, 0o755, dir_fd=dir_fd)
+    where = os.path.join(folder, subfolder)
+    try:
+        fd = os.open(subfolder, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise ExportError(
+                ExportError.CONFIG,
+                f"{where} is not a real folder (a symbolic link or a file); refusing to use it",
+                transient=False,
+            ) from exc
+        raise classify_os_error(exc, f"opening {where}") from exc
+    if not stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ExportError(ExportError.CONFIG, f"{where} is not a folder", transient=False)
+    return fd
+
+
+def _exists_at(dir_fd: int, name: str) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _link_into(dir_fd: int, sub_fd: int, name: str, folder: str, subfolder: str) -> str:
+    """Give ``name`` a new name in the subfolder (never replacing one), then drop the old one."""
+    if not _exists_at(dir_fd, name):
+        if _exists_at(sub_fd, name):
+            return name  # moved by an earlier, interrupted pass
+        raise ExportError(
+            ExportError.IO, f"{os.path.join(folder, name)} is not there", transient=False
+        )
+    for counter in range(_MAX_NAME_SUFFIX + 1):
+        target = name if counter == 0 else f"{name}.{counter}"
+        try:
+            os.link(name, target, src_dir_fd=dir_fd, dst_dir_fd=sub_fd, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise classify_os_error(exc, f"moving {name} to {subfolder}/") from exc
+            # No hard links here: check, then rename (a narrow race, as in publish).
+            if _exists_at(sub_fd, target):
+                continue
+            os.rename(name, target, src_dir_fd=dir_fd, dst_dir_fd=sub_fd)
+            return target
+        os.unlink(name, dir_fd=dir_fd)
+        return target
+    raise ExportError(
+        ExportError.NAME_EXISTS,
+        f"{_MAX_NAME_SUFFIX} files named {name}(.N) already in {os.path.join(folder, subfolder)}",
+        transient=False,
+    )
+
+
+def _create_exclusive(dir_fd: int, name: str) -> int:
+    """A new file ``name``; a leftover of ours (or anything planted there) is removed first.
+
+    O_EXCL with O_CREAT never follows a symlink, so nothing is written through one.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, 0o644, dir_fd=dir_fd)
+    except FileExistsError:
+        os.unlink(name, dir_fd=dir_fd)
+        return os.open(name, flags, 0o644, dir_fd=dir_fd)
 
 
 class LocalDropzoneSession:
@@ -159,21 +288,45 @@ class LocalDropzoneSession:
                 removed.append(entry.name)
         return sorted(removed)
 
+    def list_entries(self, folder: str) -> list[FolderEntry]:
+        try:
+            with os.scandir(folder) as scan:
+                entries = [_entry_of(entry) for entry in scan]
+        except OSError as exc:
+            raise _folder_error(exc, folder) from exc
+        return sorted((e for e in entries if e is not None), key=lambda e: e.name)
+
     def list_files(self, folder: str) -> list[str]:
-        directory = Path(folder)
-        if not directory.is_dir():
-            return []
-        return sorted(
-            entry.name for entry in os.scandir(directory) if entry.is_file(follow_symlinks=False)
-        )
+        return [entry.name for entry in self.list_entries(folder) if entry.kind == "file"]
 
     def read_file(self, folder: str, name: str, max_bytes: int) -> bytes:
-        path = Path(folder) / name
+        path = os.path.join(folder, name)
+        _check_name(name, folder)
         try:
-            with path.open("rb") as handle:
-                data = handle.read(max_bytes + 1)
+            dir_fd = os.open(folder, _DIR_FLAGS)
         except OSError as exc:
-            raise classify_os_error(exc, f"reading {path}") from exc
+            raise classify_os_error(exc, f"opening {folder}") from exc
+        try:
+            # The opened file, not the path, is checked: a name swapped for a symlink or a FIFO
+            # after the listing is refused without following it or blocking on it.
+            try:
+                fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise NotARegularFile(path, "a symbolic link") from exc
+                if exc.errno == errno.ENXIO:
+                    raise NotARegularFile(path, "a socket or device") from exc
+                raise classify_os_error(exc, f"reading {path}") from exc
+        finally:
+            os.close(dir_fd)
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise NotARegularFile(path, _describe_mode(mode))
+            try:
+                data = handle.read(max_bytes + 1)
+            except OSError as exc:
+                raise classify_os_error(exc, f"reading {path}") from exc
         if len(data) > max_bytes:
             raise ExportError(
                 ExportError.IO, f"{path} is larger than {max_bytes} bytes", transient=False
@@ -181,34 +334,52 @@ class LocalDropzoneSession:
         return data
 
     def move_file(self, folder: str, name: str, subfolder: str) -> str:
-        source = Path(folder) / name
-        target_dir = Path(folder) / subfolder
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / name
-        if not source.exists() and target.exists():
-            return str(target)  # moved by an earlier, interrupted pass
-        counter = 0
-        while True:
+        _check_name(name, folder)
+        _check_name(subfolder, folder)
+        try:
+            dir_fd = os.open(folder, _DIR_FLAGS)
+        except OSError as exc:
+            raise classify_os_error(exc, f"opening {folder}") from exc
+        try:
+            sub_fd = _open_real_subfolder(dir_fd, folder, subfolder)
             try:
-                _link_no_replace(source, target)
-                break
-            except FileExistsError:
-                counter += 1
-                target = target_dir / f"{name}.{counter}"
-        _fsync_dir(target_dir)
-        return str(target)
+                target = _link_into(dir_fd, sub_fd, name, folder, subfolder)
+                os.fsync(sub_fd)
+            finally:
+                os.close(sub_fd)
+        finally:
+            os.close(dir_fd)
+        return os.path.join(folder, subfolder, target)
 
     def write_file(self, folder: str, name: str, data: bytes) -> str:
-        directory = Path(folder)
-        directory.mkdir(parents=True, exist_ok=True)
-        final = directory / name
-        temp = directory / temp_filename(name)
+        parent, last = os.path.split(os.path.normpath(folder))
+        _check_name(name, folder)
         try:
-            temp.write_bytes(data)
-            os.replace(temp, final)
+            os.makedirs(parent, exist_ok=True)
+            parent_fd = os.open(parent, _DIR_FLAGS)
+        except OSError as exc:
+            raise classify_os_error(exc, f"opening {parent}") from exc
+        try:
+            dir_fd = _open_real_subfolder(parent_fd, parent, last)
         finally:
-            _remove_quietly(temp)
-        return str(final)
+            os.close(parent_fd)
+        temp = temp_filename(name)
+        try:
+            try:
+                fd = _create_exclusive(dir_fd, temp)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                # rename() replaces a symlink at ``name`` itself; it never writes through it.
+                os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=dir_fd)
+                raise classify_os_error(exc, f"writing {os.path.join(folder, name)}") from exc
+        finally:
+            os.close(dir_fd)
+        return os.path.join(folder, name)
 
     def close(self) -> None:
         """Nothing to release for local folders."""

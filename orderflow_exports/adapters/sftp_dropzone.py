@@ -63,6 +63,7 @@ from paramiko.sftp import (
     SFTP_BAD_MESSAGE,
     SFTP_EOF,
     SFTP_FLAG_CREATE,
+    SFTP_FLAG_EXCL,
     SFTP_FLAG_READ,
     SFTP_FLAG_TRUNC,
     SFTP_FLAG_WRITE,
@@ -79,6 +80,7 @@ from orderflow_exports.adapters.local_dropzone import classify_os_error
 from orderflow_exports.adapters.secrets import SecretScope, resolve_secret
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import is_our_temp_file, temp_filename
+from orderflow_exports.domain.ports import FolderEntry, NotARegularFile
 from orderflow_exports.domain.records import ConnectorConfig
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ _MAX_NAME_SUFFIX = 1000
 # Files above this size are not uploaded when their final name is already taken.
 _PRECHECK_BYTES = 1024 * 1024
 _WRITE_FLAGS = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC
+_EXCLUSIVE_WRITE_FLAGS = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
 # paramiko's own banner, key-exchange and auth timeouts are set this much above ours, so that our
 # watchdog fires first and the failure is reported as TIMEOUT rather than as a protocol error.
 _PARAMIKO_TIMEOUT_MARGIN = 5.0
@@ -474,8 +477,25 @@ class _Watchdog:
         self._idle = False
         self._thread: threading.Thread | None = None
         self.fired = False
+        self._aborted = False
+
+    def abort(self) -> None:
+        """Fire the armed action now, and every action armed from now on at once."""
+        with self._cond:
+            self._aborted = True
+            action, self._action = self._action, None
+            if action is not None:
+                self.fired = True
+        if action is not None:
+            with contextlib.suppress(Exception):
+                action()
 
     def arm(self, seconds: float, action: Callable[[], None]) -> None:
+        if self._aborted:
+            self.fired = True
+            with contextlib.suppress(Exception):
+                action()
+            return
         with self._cond:
             sooner = seconds < self._seconds
             self._seconds, self._action = seconds, action
@@ -588,6 +608,30 @@ class _Connection:
     def stat(self, path: str) -> SFTPAttributes | None:
         return _attrs_or_none(self.reply(self.send(CMD_STAT, path)), path)
 
+    def lstat(self, path: str) -> SFTPAttributes | None:
+        return _attrs_or_none(self.reply(self.send(CMD_LSTAT, path)), path)
+
+    def read_handle(
+        self, handle: bytes, path: str, size: int | None, max_bytes: int
+    ) -> bytes | None:
+        """The bytes behind an open ``handle``, or None when there are more than ``max_bytes``."""
+        if size is not None and size > max_bytes:
+            return None
+        data = bytearray()
+        while len(data) <= max_bytes:
+            t, msg = self.reply(self.send(CMD_READ, handle, int64(len(data)), _READ_REQUEST_SIZE))
+            if t == CMD_DATA:
+                data += msg.get_binary()
+                continue
+            try:
+                _raise_for_status(t, msg, path)
+            except SftpStatusError as exc:
+                if exc.sftp_code == SFTP_EOF:
+                    break
+                raise
+            raise SFTPError(f"unexpected reply {t} to a read of {path}")
+        return bytes(data) if len(data) <= max_bytes else None
+
     def open(self, path: str, flags: int) -> bytes:
         return _handle(self.reply(self.send(CMD_OPEN, path, flags, _NO_ATTRS)), path)
 
@@ -638,36 +682,6 @@ class _Connection:
         finally:
             self.close_quietly(handle)
         return [entry for entry in entries if entry.filename not in (".", "..")]
-
-    def read(self, path: str, max_bytes: int) -> bytes | None:
-        """The file's bytes, or None when it is larger than ``max_bytes``."""
-        handle = self.open(path, SFTP_FLAG_READ)
-        try:
-            t, msg = self.reply(self.send(CMD_FSTAT, handle))
-            if t == CMD_ATTRS:
-                size = SFTPAttributes._from_msg(msg).st_size
-                if size is not None and size > max_bytes:
-                    return None
-            else:
-                _raise_for_status(t, msg, path)
-            data = bytearray()
-            while len(data) <= max_bytes:
-                t, msg = self.reply(
-                    self.send(CMD_READ, handle, int64(len(data)), _READ_REQUEST_SIZE)
-                )
-                if t == CMD_DATA:
-                    data += msg.get_binary()
-                    continue
-                try:
-                    _raise_for_status(t, msg, path)
-                except SftpStatusError as exc:
-                    if exc.sftp_code == SFTP_EOF:
-                        break
-                    raise
-                raise SFTPError(f"unexpected reply {t} to a read of {path}")
-            return bytes(data) if len(data) <= max_bytes else None
-        finally:
-            self.close_quietly(handle)
 
 
 def _raise_for_status(t: int, msg: Message, path: str) -> None:
@@ -1284,15 +1298,53 @@ class SftpDropzoneSession:
             log.info("removed stale temp file %s from %s on %s", name, folder, self._where)
         return removed
 
-    def list_files(self, folder: str) -> list[str]:
+    def list_entries(self, folder: str) -> list[FolderEntry]:
+        """The entries of ``folder`` with the attributes READDIR gives.
+
+        OpenSSH's READDIR reports lstat attributes, so a symlink is listed as a symlink.
+        """
+
+        def listing(conn: _Connection) -> list[SFTPAttributes]:
+            try:
+                return conn.listdir(folder)
+            except SftpStatusError as exc:
+                if exc.sftp_code == SFTP_NO_SUCH_FILE:
+                    raise ExportError(
+                        ExportError.CONFIG,
+                        f"folder {folder} does not exist on {self._where}",
+                        transient=False,
+                    ) from exc
+                raise
+
         with self._lock:
-            entries = self._run(f"listing {folder}", lambda conn: _listdir_or_empty(conn, folder))
-        return sorted(entry.filename for entry in entries if _is_file(entry))
+            attrs = self._run(f"listing {folder}", listing)
+        return sorted((_folder_entry(a) for a in attrs), key=lambda e: e.name)
+
+    def list_files(self, folder: str) -> list[str]:
+        return [entry.name for entry in self.list_entries(folder) if entry.kind == "file"]
 
     def read_file(self, folder: str, name: str, max_bytes: int) -> bytes:
         path = _join(folder, name)
+
+        def read(conn: _Connection) -> bytes | None:
+            # SFTP cannot open without following symlinks: the name is lstat-ed before and after
+            # the open and the open handle fstat-ed; all three must be the same regular file.
+            before = conn.lstat(path)
+            if before is None:
+                raise SftpStatusError(SFTP_NO_SUCH_FILE, "No such file", path)
+            _require_regular(before, path)
+            handle = conn.open(path, SFTP_FLAG_READ)
+            try:
+                opened = _attrs_of_handle(conn, handle, path)
+                after = conn.lstat(path)
+                if after is None or not (_same_file(before, opened) and _same_file(before, after)):
+                    raise NotARegularFile(path, "replaced while it was opened")
+                return conn.read_handle(handle, path, opened.st_size, max_bytes)
+            finally:
+                conn.close_quietly(handle)
+
         with self._lock:
-            data = self._run(f"reading {path}", lambda conn: conn.read(path, max_bytes))
+            data = self._run(f"reading {path}", read)
         if data is None:
             raise ExportError(
                 ExportError.IO, f"{path} is larger than {max_bytes} bytes", transient=False
@@ -1304,7 +1356,7 @@ class SftpDropzoneSession:
         target_dir = _join(folder, subfolder)
 
         def move(conn: _Connection) -> str:
-            _makedirs(conn, target_dir)
+            _ensure_real_dir(conn, target_dir)
             target = _join(target_dir, name)
             source_num = conn.send(CMD_LSTAT, source)
             target_num = conn.send(CMD_LSTAT, target)
@@ -1336,8 +1388,18 @@ class SftpDropzoneSession:
         temp_path = _join(folder, temp_filename(name))
 
         def write(conn: _Connection) -> str:
-            _makedirs(conn, folder)
-            handle = conn.open(temp_path, _WRITE_FLAGS)
+            parent = posixpath.dirname(folder.rstrip("/"))
+            if parent and parent != folder:
+                _makedirs(conn, parent)
+            _ensure_real_dir(conn, folder)
+            # EXCL: O_CREAT|O_EXCL on the server never follows a symlink planted at the name.
+            try:
+                handle = conn.open(temp_path, _EXCLUSIVE_WRITE_FLAGS)
+            except SftpStatusError:
+                if conn.lstat(temp_path) is None:
+                    raise
+                conn.remove(temp_path)  # removes a symlink itself, never its target
+                handle = conn.open(temp_path, _EXCLUSIVE_WRITE_FLAGS)
             try:
                 attrs = self._write_temp(conn, handle, temp_path, io.BytesIO(data), len(data))
                 if attrs.st_size != len(data):
@@ -1363,6 +1425,18 @@ class SftpDropzoneSession:
 
         with self._lock:
             return self._run(f"writing {final_path}", write)
+
+    def abort(self) -> None:
+        """Close the connection from another thread, without waiting for the operation in progress.
+
+        The blocked operation then fails at once (TIMEOUT), and this session never reconnects.
+        Used when a caller's deadline has passed; :meth:`close` would wait for the lock.
+        """
+        self._closed = True
+        self._watchdog.abort()
+        conn = self._conn
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
         with self._lock:
@@ -1393,6 +1467,75 @@ def _is_file(entry: SFTPAttributes) -> bool:
         return stat.S_ISREG(entry.st_mode)
     # Servers that send no permissions still send an `ls -l` style long name.
     return str(getattr(entry, "longname", "") or "").startswith("-")
+
+
+def _kind_of(mode: int | None, longname: str) -> str:
+    if mode is None:
+        # Servers that send no permissions still send an `ls -l` style long name.
+        return {"-": "file", "d": "dir", "l": "symlink", "p": "fifo"}.get(longname[:1], "other")
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    return "other"
+
+
+def _folder_entry(attrs: SFTPAttributes) -> FolderEntry:
+    kind = _kind_of(attrs.st_mode, str(getattr(attrs, "longname", "") or ""))
+    mtime = float(attrs.st_mtime) if attrs.st_mtime is not None else None
+    size = attrs.st_size if kind == "file" else None
+    return FolderEntry(attrs.filename, kind, size, mtime)  # type: ignore[arg-type]
+
+
+def _require_regular(attrs: SFTPAttributes, path: str) -> None:
+    kind = _kind_of(attrs.st_mode, str(getattr(attrs, "longname", "") or ""))
+    if kind != "file":
+        found = {"symlink": "a symbolic link", "dir": "a folder", "fifo": "a FIFO"}
+        raise NotARegularFile(path, found.get(kind, "a socket or device"))
+
+
+def _attrs_of_handle(conn: _Connection, handle: bytes, path: str) -> SFTPAttributes:
+    t, msg = conn.reply(conn.send(CMD_FSTAT, handle))
+    if t != CMD_ATTRS:
+        _raise_for_status(t, msg, path)
+        raise SFTPError(f"unexpected reply {t} to an fstat of {path}")
+    attrs = SFTPAttributes._from_msg(msg)
+    _require_regular(attrs, path)
+    return attrs
+
+
+def _same_file(a: SFTPAttributes, b: SFTPAttributes) -> bool:
+    """As close to "same inode" as SFTP v3 gets: type, size, times and owner all equal."""
+    return (a.st_mode, a.st_size, a.st_mtime, a.st_uid, a.st_gid) == (
+        b.st_mode,
+        b.st_size,
+        b.st_mtime,
+        b.st_uid,
+        b.st_gid,
+    )
+
+
+def _ensure_real_dir(conn: _Connection, folder: str) -> None:
+    """Create ``folder`` when missing; refuse it when it is a symlink or not a folder."""
+    attrs = conn.lstat(folder)
+    if attrs is None:
+        try:
+            conn.mkdir(folder)
+        except SftpStatusError:
+            if conn.lstat(folder) is None:  # not created by someone else meanwhile
+                raise
+        attrs = conn.lstat(folder)
+    kind = _kind_of(attrs.st_mode if attrs else None, str(getattr(attrs, "longname", "") or ""))
+    if attrs is None or kind != "dir":
+        raise ExportError(
+            ExportError.CONFIG,
+            f"{folder} is not a real folder ({kind}); refusing to use it",
+            transient=False,
+        )
 
 
 def _listdir_or_empty(conn: _Connection, folder: str) -> list[SFTPAttributes]:

@@ -5,22 +5,33 @@ Each applied (or replayed) ack and each ack timeout becomes an ``AssetObservatio
 ``erp_ack`` ``AssetCheckEvaluation`` on the export's ``export_json`` partition, so the UI shows
 per draft whether the ERP took the order.
 
-The sensor stays well inside the daemon's 60 s evaluation timeout: files per org are bounded and
-the pass stops starting new work after ``sensor_time_budget_seconds``. A tick that still fails
-or times out loses nothing but its events: the next tick finds rows already changed (replays,
-which are reported again) and files already moved.
+The sensor stays inside the daemon's 60 s evaluation timeout: files per org are bounded, each
+org's pass runs in its own thread under ``org_time_budget_seconds`` (a hanging server is
+abandoned and its connection closed), no new work starts after ``sensor_time_budget_seconds``
+and no org is waited for after ``sensor_deadline_seconds``. Orgs whose last pass timed out go
+last, and the next tick starts after the last org reached, so a hanging org cannot starve the
+others. A tick that still fails or times out loses nothing but its events: the next tick finds
+rows already changed (replays, which are reported again) and files already moved.
+
+The sensor's cursor is a small JSON document: where the org rotation resumes, and per org the
+bounded memory of its ack folder (entries already reported as skipped, sizes and times of acks
+not settled yet, the last problem reported).
 """
 
 # No ``from __future__ import annotations``: Dagster reads the context and resource annotations.
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.application.ack_processing import (
     AckOutcome,
+    AckPassMemory,
     AckPassSummary,
     AckProcessor,
     AckSettings,
@@ -28,7 +39,11 @@ from orderflow_exports.application.ack_processing import (
 )
 from orderflow_exports.defs.partitions import approved_drafts_partitions
 from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource
-from orderflow_exports.domain.acks import ACK_TIMEOUT, DEFAULT_MAX_ACK_BYTES
+from orderflow_exports.domain.acks import (
+    ACK_TIMEOUT,
+    DEFAULT_MAX_ACK_BYTES,
+    DEFAULT_SETTLE_SECONDS,
+)
 from orderflow_exports.domain.errors import OrderflowError
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord
@@ -66,13 +81,43 @@ class AckProcessingResource(dg.ConfigurableResource):
         description="A sensor tick starts no new file or org after this long; the daemon "
         "kills an evaluation at 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS).",
     )
+    sensor_deadline_seconds: float = Field(
+        default=50.0,
+        gt=0,
+        lt=60,
+        description="A sensor tick waits for no org's pass beyond this (hard end, under the "
+        "daemon's 60 s limit); an org still running then is abandoned and reported.",
+    )
+    org_time_budget_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="Longest one org's pass may take in a sensor tick; after it the org's "
+        "connection is closed and the org is reported as timed out (TIMEOUT).",
+    )
+    job_org_time_budget_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest one org's pass may take in process_acks_job.",
+    )
+    settle_seconds: float = Field(
+        default=DEFAULT_SETTLE_SECONDS,
+        ge=0,
+        description="An ack file that does not parse is moved to error/ only when its "
+        "modification time is this old, or it was unchanged since the previous tick (it may "
+        "still be being written); 0 judges at once. A valid ack is applied at once.",
+    )
 
-    def settings(self, *, time_budget_seconds: float | None) -> AckSettings:
+    def settings(self, *, time_budget_seconds: float | None, sensor: bool = False) -> AckSettings:
         return AckSettings(
             max_files_per_org=self.max_files_per_org,
             max_bytes=self.max_ack_bytes,
             max_timeouts_per_org=self.max_timeouts_per_org,
             time_budget_seconds=time_budget_seconds,
+            org_time_budget_seconds=(
+                self.org_time_budget_seconds if sensor else self.job_org_time_budget_seconds
+            ),
+            pass_deadline_seconds=self.sensor_deadline_seconds if sensor else None,
+            settle_seconds=self.settle_seconds,
         )
 
 
@@ -103,8 +148,27 @@ def _outcome_metadata(outcome: AckOutcome) -> dict[str, Any]:
 def _outcome_events(outcome: AckOutcome) -> list[AckEvent]:
     partition = outcome.partition_key
     if partition is None:
-        # Malformed, unknown or another org's export: no partition of this org to report on.
-        return []
+        if outcome.kind != "rejected":
+            return []
+        # Malformed, unknown or another org's export: no partition of this org to report on, so
+        # the asset itself carries it, where the UI and `instance.fetch_observations` show it.
+        return [
+            dg.AssetObservation(
+                asset_key=EXPORT_JSON,
+                description=f"org {outcome.org_id}: ack {outcome.file_name} moved to error/: "
+                f"{outcome.reason}",
+                metadata=_clean(
+                    {
+                        "org_id": outcome.org_id,
+                        "ack_outcome": "rejected",
+                        "reject_code": outcome.reject_code,
+                        "reject_reason": outcome.reason,
+                        "ack_file": outcome.file_name,
+                        "moved_to": outcome.moved_to,
+                    }
+                ),
+            )
+        ]
     metadata = _outcome_metadata(outcome)
     if outcome.kind == "rejected":
         # A contradicting ack changes nothing; the observation makes it visible on the draft.
@@ -172,10 +236,46 @@ def _timeout_events(timeout: AckTimeout) -> list[AckEvent]:
     ]
 
 
-def ack_events(summaries: Iterable[AckPassSummary]) -> list[AckEvent]:
-    """The asset events of a pass, in the order things happened."""
+def _problem_digest(summary: AckPassSummary) -> str | None:
+    if summary.failure is None:
+        return None
+    return hashlib.sha256(f"{summary.failure_code}|{summary.failure}".encode()).hexdigest()[:12]
+
+
+def _org_problem_events(summary: AckPassSummary, previous: str | None) -> list[AckEvent]:
+    """An observation when an org's ack folder stops (or starts again) being processed.
+
+    Once per change, not on every tick: the tick's log carries the error each time.
+    """
+    current = _problem_digest(summary)
+    if summary.not_reached or current == previous:
+        return []
+    if current is None:
+        description = f"org {summary.org_id}: ack folder readable again"
+        metadata: dict[str, Any] = {"org_id": summary.org_id, "ack_outcome": "folder_ok"}
+    else:
+        description = f"org {summary.org_id}: ack folder not processed: {summary.failure}"
+        metadata = {
+            "org_id": summary.org_id,
+            "ack_outcome": "folder_error",
+            "error_code": summary.failure_code or "",
+            "error_message": summary.failure or "",
+            "ack_deadline_applied": False,
+        }
+    return [dg.AssetObservation(asset_key=EXPORT_JSON, description=description, metadata=metadata)]
+
+
+def ack_events(
+    summaries: Iterable[AckPassSummary], memory: AckPassMemory | None = None
+) -> list[AckEvent]:
+    """The asset events of a pass, in the order things happened.
+
+    With ``memory`` (the previous pass's), org-level problems are reported when they change.
+    """
     events: list[AckEvent] = []
     for summary in summaries:
+        if memory is not None:
+            events.extend(_org_problem_events(summary, memory.for_org(summary.org_id).problem))
         for outcome in summary.outcomes:
             events.extend(_outcome_events(outcome))
         for timeout in summary.timeouts:
@@ -225,13 +325,55 @@ def _has_runless_evaluation(instance: dg.DagsterInstance, partition: str) -> boo
     return any(not record.run_id for record in history)
 
 
-def _rotate(configs: Sequence[ConnectorConfig], after: str | None) -> list[ConnectorConfig]:
-    """Start after the org a previous tick ended with, so a slow org cannot starve later ones."""
+def _rotate(
+    configs: Sequence[ConnectorConfig], after: str | None, last: Iterable[str] = ()
+) -> list[ConnectorConfig]:
+    """Start after the org a previous tick ended with, so a slow org cannot starve later ones.
+
+    Orgs in ``last`` (their previous pass timed out) go to the end, so healthy orgs are served
+    before the budget goes to servers that did not answer last time.
+    """
     ordered = sorted(configs, key=lambda c: c.org_id)
-    if not after:
-        return ordered
-    split = next((i for i, c in enumerate(ordered) if c.org_id > after), 0)
-    return ordered[split:] + ordered[:split]
+    if after:
+        split = next((i for i, c in enumerate(ordered) if c.org_id > after), 0)
+        ordered = ordered[split:] + ordered[:split]
+    slow = set(last)
+    return [c for c in ordered if c.org_id not in slow] + [c for c in ordered if c.org_id in slow]
+
+
+class AckCursor:
+    """The sensor's cursor: where the rotation resumes, and the pass memory (bounded JSON)."""
+
+    def __init__(
+        self,
+        after: str | None = None,
+        memory: AckPassMemory | None = None,
+        slow: Sequence[str] = (),
+    ) -> None:
+        self.after = after
+        self.memory = memory or AckPassMemory()
+        self.slow = list(slow)
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "AckCursor":
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return cls(after=raw)  # the plain org id earlier versions stored
+        if not isinstance(data, dict):
+            return cls()
+        after = data.get("after") if isinstance(data.get("after"), str) else None
+        slow = [o for o in data.get("slow", []) if isinstance(o, str)]
+        return cls(after, AckPassMemory.from_json(data.get("orgs")), slow)
+
+    def dump(self, org_ids: Iterable[str]) -> str:
+        return json.dumps(
+            {"after": self.after, "slow": self.slow, "orgs": self.memory.to_json(org_ids)},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
 
 
 def run_ack_pass(
@@ -242,24 +384,39 @@ def run_ack_pass(
     *,
     time_budget_seconds: float | None,
     start_after: str | None = None,
+    memory: AckPassMemory | None = None,
+    sensor: bool = False,
+    last: Sequence[str] = (),
 ) -> list[AckPassSummary]:
     """One pass over every enabled org, shared by the sensor and the job."""
-    configs = _rotate(database.connector_configs().list(enabled_only=True), start_after)
+    configs = _rotate(database.connector_configs().list(enabled_only=True), start_after, last)
     processor = AckProcessor(
         database.ledger(),
-        ack_processing.settings(time_budget_seconds=time_budget_seconds),
+        ack_processing.settings(time_budget_seconds=time_budget_seconds, sensor=sensor),
         log=log,
     )
-    sessions = dropzone.sessions()
-    try:
-        summaries = processor.process_all(configs, sessions)
-    finally:
-        # A sensor's code server lives long: never leave SFTP connections open between ticks.
-        sessions.close()
+
+    # One connector per org: an org abandoned at its deadline keeps its own connection, which
+    # its thread closes when it ends; no SFTP connection outlives its org's pass (a sensor's
+    # code server lives long).
+    def connector() -> DropzoneSessions:
+        return DropzoneSessions(sftp_settings_factory=dropzone.sftp_settings)
+
+    summaries = processor.process_all(configs, connector_factory=connector, memory=memory)
     for summary in summaries:
         if summary.did_anything or summary.not_reached:
-            log.info(summary.describe())
+            report = log.error if summary.failure or summary.stuck else log.info
+            report(summary.describe())
     return summaries
+
+
+def _next_memory(summaries: Sequence[AckPassSummary], previous: AckPassMemory) -> AckPassMemory:
+    memory = AckPassMemory(dict(previous.orgs))
+    for summary in summaries:
+        if summary.memory is not None:
+            summary.memory.problem = _problem_digest(summary)
+            memory.orgs[summary.org_id] = summary.memory
+    return memory
 
 
 # --- the sensor --------------------------------------------------------------------------------
@@ -279,34 +436,42 @@ def erp_ack_sensor(
     dropzone: DropzoneResource,
     ack_processing: AckProcessingResource,
 ) -> dg.SensorResult | dg.SkipReason:
+    cursor = AckCursor.parse(context.cursor)
     summaries = run_ack_pass(
         database,
         dropzone,
         ack_processing,
         context.log,
         time_budget_seconds=ack_processing.sensor_time_budget_seconds,
-        start_after=context.cursor,
+        start_after=cursor.after,
+        memory=cursor.memory,
+        sensor=True,
+        last=cursor.slow,
     )
-    events = once_per_partition(context.instance, ack_events(summaries))
+    events = once_per_partition(context.instance, ack_events(summaries, cursor.memory))
     reached = [s for s in summaries if not s.not_reached]
     # Next tick starts after the last org this one reached (rotation only matters when the
     # budget ran out; otherwise every org was visited anyway).
-    cursor = reached[-1].org_id if reached and len(reached) < len(summaries) else None
-    problems = [s.describe() for s in summaries if s.failure or s.stuck or s.not_reached]
+    next_cursor = AckCursor(
+        after=reached[-1].org_id if reached and len(reached) < len(summaries) else None,
+        memory=_next_memory(summaries, cursor.memory),
+        slow=[s.org_id for s in summaries if s.timed_out],
+    )
+    context.update_cursor(next_cursor.dump(s.org_id for s in summaries))
+    problems = [
+        s.describe() for s in summaries if s.failure or s.stuck or s.not_reached or s.rejected
+    ]
     if not events:
         if not summaries:
             return dg.SkipReason("no enabled connector configs")
         if problems:
             return dg.SkipReason("no ack applied; " + "; ".join(problems))
-        rejected = sum(len(s.rejected) for s in summaries)
-        detail = f"; {rejected} rejected to error/" if rejected else ""
         return dg.SkipReason(
-            f"no acks to apply and no exports past their deadline in {len(summaries)} "
-            f"org(s){detail}"
+            f"no acks to apply and no exports past their deadline in {len(summaries)} org(s)"
         )
     for problem in problems:
-        context.log.warning(problem)
-    return dg.SensorResult(asset_events=events, cursor=cursor)
+        context.log.error(problem)
+    return dg.SensorResult(asset_events=events)
 
 
 # --- the job -----------------------------------------------------------------------------------

@@ -450,3 +450,65 @@ def _duration(seconds: int) -> str:
     if seconds % 60 == 0:
         return f"{seconds // 60} min"
     return f"{seconds} s"
+
+
+# --- ack folders: names, notes, settling -------------------------------------------------------
+
+ACK_NAME_SUFFIX = ".json"
+#: What a note beside a refused ack (readable by the ERP) may quote of anything we did not write.
+MAX_NOTE_EXCERPT_CHARS = 200
+#: Default settle time: an ack that does not parse is judged only once it is this old (or was
+#: unchanged across two passes), so a file still being written is never parked in error/.
+DEFAULT_SETTLE_SECONDS = 120.0
+
+
+def is_ack_name(name: str) -> bool:
+    """An ack name: ``*.json`` in any letter case, neither a dot-file nor ``*.tmp``."""
+    lower = name.lower()
+    return (
+        not name.startswith(".")
+        and not lower.endswith(".tmp")
+        and lower.endswith(ACK_NAME_SUFFIX)
+        and len(name) > len(ACK_NAME_SUFFIX)
+    )
+
+
+def is_quietly_ignored(name: str) -> bool:
+    """Dot-files and ``*.tmp``: files an ERP is still writing; skipped without a word."""
+    return name.startswith(".") or name.lower().endswith(".tmp")
+
+
+def excerpt(text: str, limit: int = MAX_NOTE_EXCERPT_CHARS) -> str:
+    """``text`` as printable ASCII of at most ``limit`` characters, everything else escaped.
+
+    For names and reasons that may carry bytes an ERP (or someone on its server) chose: a note
+    or a log line must never carry control characters, terminal escapes or more than a glimpse.
+    """
+    escaped = "".join(
+        ch if " " <= ch <= "~" and ch != "\\" else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+    if len(escaped) <= limit:
+        return escaped
+    return escaped[: max(limit - 3, 0)] + "..."
+
+
+def is_settled(
+    size: int | None,
+    mtime: float | None,
+    *,
+    now: float,
+    settle_seconds: float,
+    previous_look: tuple[int | None, float | None] | None,
+) -> bool:
+    """Whether a file that does not parse is finished, so refusing it is fair.
+
+    Settled when settling is off, when its modification time is ``settle_seconds`` old by our
+    clock, or when an earlier pass saw the very same size and modification time. A file whose
+    server clock runs ahead of ours still settles by the second rule.
+    """
+    if settle_seconds <= 0:
+        return True
+    if mtime is not None and now - mtime >= settle_seconds:
+        return True
+    return previous_look is not None and previous_look == (size, mtime)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from orderflow_exports.domain.drafts import DraftLine, DraftOrder
+from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.export_requests import (
     CandidatePage,
     ExportRequest,
@@ -18,6 +20,26 @@ from orderflow_exports.domain.export_requests import (
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
 from orderflow_exports.domain.status import ExportStatus
+
+EntryKind = Literal["file", "dir", "symlink", "fifo", "other"]
+
+
+@dataclass(frozen=True)
+class FolderEntry:
+    """One entry of a folder listing, as the entry itself is (never what a symlink points to)."""
+
+    name: str
+    kind: EntryKind
+    size: int | None = None
+    mtime: float | None = None  # seconds since the epoch, by the file server's clock
+
+
+class NotARegularFile(ExportError):
+    """The name was a regular file when listed but is something else now (e.g. a symlink)."""
+
+    def __init__(self, path: str, found: str) -> None:
+        super().__init__(ExportError.IO, f"{path} is {found}, not a regular file", transient=False)
+        self.found = found
 
 
 class DraftSource(Protocol):
@@ -130,23 +152,44 @@ class DropzoneSession(Protocol):
         """Remove our temp files older than ``older_than``; returns their names."""
         ...
 
-    def list_files(self, folder: str) -> list[str]:
-        """Plain file names in ``folder`` (no sub-folders), sorted."""
+    def list_entries(self, folder: str) -> builtins.list[FolderEntry]:
+        """Every entry of ``folder`` with its own type (lstat, symlinks not followed), sorted.
+
+        Raises ExportError (CONFIG when ``folder`` is missing or not a folder, PERMISSION when
+        it cannot be read): an absent ack folder is a fault, never "no acks".
+        """
+        ...
+
+    def list_files(self, folder: str) -> builtins.list[str]:
+        """Names of the regular files in ``folder`` (no symlinks, folders or FIFOs), sorted.
+
+        Raises like :meth:`list_entries`.
+        """
         ...
 
     def read_file(self, folder: str, name: str, max_bytes: int) -> bytes:
-        """The file's bytes; raises ExportError(IO) when it is larger than ``max_bytes``."""
+        """The bytes of the regular file ``folder/name``, never following a symlink.
+
+        Raises :class:`NotARegularFile` when the name is (now) anything but a regular file, and
+        ExportError(IO) when it is larger than ``max_bytes``.
+        """
         ...
 
     def move_file(self, folder: str, name: str, subfolder: str) -> str:
         """Move ``folder/name`` into ``folder/subfolder/`` (created when missing).
 
-        Never overwrites: when the target exists, a suffix keeps both. Returns the new path.
+        ``subfolder`` must be a real folder: a symlink there is refused (ExportError CONFIG),
+        so nothing is ever moved out of ``folder``. Never overwrites: when the target exists, a
+        suffix keeps both. Returns the new path.
         """
         ...
 
     def write_file(self, folder: str, name: str, data: bytes) -> str:
-        """Write a small file atomically (temp then rename); used for error reasons."""
+        """Write a small file atomically (temp then rename); used for error reasons.
+
+        The last component of ``folder`` must be a real folder (created when missing), never a
+        symlink, and no symlink at ``name`` or at the temp name is followed.
+        """
         ...
 
     def close(self) -> None: ...

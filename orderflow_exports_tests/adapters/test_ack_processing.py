@@ -28,7 +28,7 @@ from orderflow_exports.application.ack_processing import (
 from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED, RejectAck
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import DraftRef, export_filename
-from orderflow_exports.domain.ports import DropzoneSession
+from orderflow_exports.domain.ports import DropzoneSession, FolderEntry
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.support.sshd import SshdServer
@@ -97,6 +97,8 @@ def zone(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Zone]:
 
 
 def processor(ledger: SqlExportLedger, **settings: Any) -> AckProcessor:
+    """A processor at ``NOW`` that judges acks at once unless a test sets ``settle_seconds``."""
+    settings.setdefault("settle_seconds", 0)
     return AckProcessor(ledger, AckSettings(**settings), clock=lambda: NOW)
 
 
@@ -309,8 +311,9 @@ class VanishingFiles:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def list_files(self, folder: str) -> list[str]:
-        return sorted([*self._inner.list_files(folder), self._ghost])
+    def list_entries(self, folder: str) -> list[FolderEntry]:
+        ghost = FolderEntry(self._ghost, "file", 2, None)
+        return sorted([*self._inner.list_entries(folder), ghost], key=lambda e: e.name)
 
 
 def test_a_file_already_moved_counts_as_done(zone: Zone, ledger: SqlExportLedger) -> None:
@@ -424,7 +427,14 @@ def test_too_large_ack_goes_to_error(zone: Zone, ledger: SqlExportLedger) -> Non
 
 def test_ignored_names_are_left_alone(zone: Zone, ledger: SqlExportLedger) -> None:
     config = zone.config("org-a")
-    for name in (".hidden.json", ".ack.json.tmp", "ack.json.tmp", "notes.txt", "ack.JSON", ".json"):
+    for name in (
+        ".hidden.json",
+        ".ack.json.tmp",
+        "ack.json.tmp",
+        "ack.JSON.TMP",
+        "notes.txt",
+        ".json",
+    ):
         zone.drop(config, name, b"{}")
     (Path(config.ack_path) / "sub.json").mkdir()
 
@@ -432,8 +442,10 @@ def test_ignored_names_are_left_alone(zone: Zone, ledger: SqlExportLedger) -> No
 
     assert summary.outcomes == []
     assert files(config.ack_path) == sorted(
-        [".hidden.json", ".ack.json.tmp", "ack.json.tmp", "notes.txt", "ack.JSON", ".json"]
+        [".hidden.json", ".ack.json.tmp", "ack.json.tmp", "ack.JSON.TMP", "notes.txt", ".json"]
     )
+    # Dot-files and temp files are silent; the others are reported once with their reason.
+    assert sorted(summary.skipped) == [("notes.txt", "not named *.json"), ("sub.json", "a folder")]
 
 
 @pytest.mark.parametrize(
@@ -446,6 +458,10 @@ def test_ignored_names_are_left_alone(zone: Zone, ledger: SqlExportLedger) -> No
         ("a.tmp", False),
         ("a.txt", False),
         (".json", False),
+        ("a.JSON", True),
+        ("a.Json", True),
+        ("a.JSON.TMP", False),
+        (".A.JSON", False),
     ],
 )
 def test_ack_candidates(name: str, candidate: bool) -> None:
@@ -601,7 +617,7 @@ class OneSession:
 
 
 def test_unreachable_dropzone_times_nothing_out(ledger: SqlExportLedger, tmp_path: Path) -> None:
-    config = ConnectorConfig("org-a", "local", str(tmp_path), str(tmp_path))
+    config = ConnectorConfig("org-a", "local", str(tmp_path / "out"), str(tmp_path / "acks"))
     overdue = make_export(ledger, "org-a", "D-1", sent_at=NOW - 2 * DAY)
 
     [summary] = processor(ledger).process_all([config], BrokenConnector())

@@ -689,7 +689,10 @@ def test_list_read_write_and_exists(session: SftpDropzoneSession, dropzone: Path
     (dropzone / "sub").mkdir()
 
     assert session.list_files(str(dropzone)) == ["a.json", "b.json"]
-    assert session.list_files(str(dropzone / "absent")) == []
+    # A missing ack folder is a fault to report, never "no acks".
+    with pytest.raises(ExportError, match="does not exist") as missing:
+        session.list_files(str(dropzone / "absent"))
+    assert missing.value.code == ExportError.CONFIG
     assert session.read_file(str(dropzone), "b.json", max_bytes=3) == b"bee"
     with pytest.raises(ExportError) as caught:
         session.read_file(str(dropzone), "a.json", max_bytes=99)

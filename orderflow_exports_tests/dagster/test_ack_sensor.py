@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from orderflow_exports.adapters.sql.tables import erp_export
 from orderflow_exports.defs.acks import (
     ERP_ACK_CHECK,
     EXPORT_JSON,
+    AckCursor,
     AckProcessingResource,
     ack_asset_checks,
     ack_jobs,
@@ -66,25 +69,39 @@ def definitions() -> dg.Definitions:
     )
 
 
-def resources(**ack_settings: Any) -> dict[str, Any]:
+def resources(dropzone: DropzoneResource | None = None, **ack_settings: Any) -> dict[str, Any]:
     return {
         "database": DatabaseResource(),
-        "dropzone": DropzoneResource(),
+        "dropzone": dropzone or DropzoneResource(),
         "ack_processing": AckProcessingResource(**ack_settings),
     }
 
 
 def evaluate(env: OrderflowEnv, **ack_settings: Any) -> dg.SensorResult | dg.SkipReason:
-    """One tick; its asset events are reported to the instance as the daemon would."""
+    """One tick without a cursor; its asset events are reported as the daemon would."""
+    return evaluate_with_cursor(env, None, **ack_settings)[0]
+
+
+def evaluate_with_cursor(
+    env: OrderflowEnv,
+    cursor: str | None,
+    dropzone: DropzoneResource | None = None,
+    **ack_settings: Any,
+) -> tuple[dg.SensorResult | dg.SkipReason, str | None]:
+    """One tick from ``cursor``, as the daemon runs it; returns the result and the new cursor."""
     with dg.build_sensor_context(
-        instance=env.instance, resources=resources(**ack_settings), definitions=definitions()
+        instance=env.instance,
+        resources=resources(dropzone, **ack_settings),
+        definitions=definitions(),
+        cursor=cursor,
     ) as context:
         result = erp_ack_sensor(context)
+        new_cursor = context.cursor
     assert isinstance(result, dg.SensorResult | dg.SkipReason)
     if isinstance(result, dg.SensorResult):
         for event in result.asset_events:
             env.instance.report_runless_asset_event(event)
-    return result
+    return result, new_cursor
 
 
 def exported(env: OrderflowEnv, org_id: str, draft_id: str) -> ExportRecord:
@@ -260,13 +277,16 @@ def test_tenant_isolation_in_the_sensor(orderflow_env: OrderflowEnv) -> None:
 
     result = evaluate(env)
 
-    assert isinstance(result, dg.SkipReason)
-    assert "1 rejected to error/" in (result.skip_message or "")
+    assert isinstance(result, dg.SensorResult)
     assert row(env, record_b.id) == record_b
     error_dir = Path(config_a.ack_path) / "error"
     assert sorted(p.name for p in error_dir.iterdir()) == ["ack.json", "ack.json.error.txt"]
     assert "globex" not in (error_dir / "ack.json.error.txt").read_text(encoding="utf-8")
-    assert observations(env.instance) == []
+    # Reported on the asset (no partition of acme concerns it), without a word of globex.
+    [(partition, metadata)] = observations(env.instance)
+    assert partition is None
+    assert (metadata["org_id"], metadata["reject_code"]) == ("acme", "OTHER_ORG")
+    assert "globex" not in json.dumps(metadata) and "G-1" not in json.dumps(metadata)
 
 
 def test_overdue_export_times_out_and_acked_one_is_untouched(orderflow_env: OrderflowEnv) -> None:
@@ -314,10 +334,19 @@ def test_unreachable_dropzone_is_reported_not_raised(orderflow_env: OrderflowEnv
     broken = unreachable_sftp("globex")
     env.configs.upsert(broken)
 
-    result = evaluate(env)
+    result, cursor = evaluate_with_cursor(env, None)
 
-    assert isinstance(result, dg.SkipReason)
-    assert "org globex" in (result.skip_message or "")
+    # The first tick reports the problem on the asset; later ticks only log it.
+    assert isinstance(result, dg.SensorResult)
+    [(partition, metadata)] = observations(env.instance)
+    assert (partition, metadata["org_id"], metadata["ack_outcome"]) == (
+        None,
+        "globex",
+        "folder_error",
+    )
+    again, _ = evaluate_with_cursor(env, cursor)
+    assert isinstance(again, dg.SkipReason)
+    assert "org globex" in (again.skip_message or "")
 
 
 def test_check_evaluations_are_reported_once_per_partition(orderflow_env: OrderflowEnv) -> None:
@@ -380,9 +409,9 @@ def test_sftp_malformed_and_foreign_acks_go_to_error(
     (Path(sftp_acme.ack_path) / "broken.json").write_bytes(b"\xef\xbb\xbf{not json")
     drop_ack(sftp_acme, "foreign.json", foreign.id)
 
-    result = evaluate(env)
+    result = evaluate(env, settle_seconds=0)
 
-    assert isinstance(result, dg.SkipReason)
+    assert isinstance(result, dg.SensorResult)  # both reported on the asset
     errors = Path(sftp_acme.ack_path) / "error"
     assert sorted(p.name for p in errors.iterdir()) == [
         "broken.json",
@@ -392,6 +421,94 @@ def test_sftp_malformed_and_foreign_acks_go_to_error(
     ]
     assert "not valid JSON" in (errors / "broken.json.error.txt").read_text(encoding="utf-8")
     assert row(env, foreign.id) == foreign
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A TCP port whose listener accepts connections (the kernel's backlog) and never speaks."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])
+
+
+def test_a_hanging_server_does_not_hold_up_the_other_orgs(
+    orderflow_env: OrderflowEnv, silent_listener: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = orderflow_env
+    monkeypatch.setenv("ORDERFLOW_TEST_HANG_PASSWORD", "not-a-secret")
+    hanging = replace(
+        unreachable_sftp("aaa-hang"),  # sorts first: its pass starts before acme's
+        port=silent_listener,
+        password_ref="env:ORDERFLOW_TEST_HANG_PASSWORD",
+    )
+    env.configs.upsert(hanging)
+    config = env.add_local_connector("acme")
+    record = exported(env, "acme", "D-1")
+    drop_ack(config, "ack.json", record.id)
+
+    # The dropzone's own timeouts would let this org alone outlast the daemon's 60 s limit: the
+    # org's budget is what ends the wait.
+    patient = DropzoneResource(connect_timeout_seconds=120, operation_timeout_seconds=120)
+    result, cursor = evaluate_with_cursor(env, None, patient, org_time_budget_seconds=2)
+
+    assert isinstance(result, dg.SensorResult)
+    assert row(env, record.id).status is ExportStatus.ACKED
+    folder_errors = [m for _, m in observations(env.instance) if m["ack_outcome"] == "folder_error"]
+    assert [(m["org_id"], m["error_code"]) for m in folder_errors] == [("aaa-hang", "TIMEOUT")]
+    # The next tick serves the orgs that answered first.
+    assert AckCursor.parse(cursor).slow == ["aaa-hang"]
+
+
+def test_malformed_ack_is_judged_on_the_tick_after_it_settled_and_shown(
+    orderflow_env: OrderflowEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = orderflow_env
+    config = env.add_local_connector("acme")
+    acks = Path(config.ack_path)
+    (acks / "half.json").write_bytes(b'{"export_id": ')  # fresh: may still be being written
+    (acks / "pipe.json").unlink(missing_ok=True)
+    os.mkfifo(acks / "pipe.json")
+
+    capsys.readouterr()
+    first, cursor = evaluate_with_cursor(env, None)
+    first_log = capsys.readouterr().err  # the sensor's log, as the tick's log shows it
+    assert (acks / "half.json").is_file() and not (acks / "error").exists()
+    assert first_log.count("skipping pipe.json: a FIFO") == 1
+
+    second, _ = evaluate_with_cursor(env, cursor)
+    second_log = capsys.readouterr().err
+
+    # Unchanged since the last tick: finished, and refused where a person and the CLI see it.
+    assert sorted(p.name for p in (acks / "error").iterdir()) == [
+        "half.json",
+        "half.json.error.txt",
+    ]
+    assert isinstance(second, dg.SensorResult)
+    [(partition, metadata)] = observations(env.instance)
+    assert partition is None
+    assert (metadata["org_id"], metadata["reject_code"]) == ("acme", "MALFORMED")
+    assert "ERROR - ack half.json of org acme rejected (MALFORMED)" in second_log
+    assert "skipping" not in second_log  # the FIFO was reported once, on the first tick
+
+
+def test_rotation_serves_answering_orgs_before_the_ones_that_hung(tmp_path: Path) -> None:
+    from orderflow_exports.defs.acks import _rotate
+
+    configs = [
+        ConnectorConfig(org, "local", str(tmp_path / org / "o"), str(tmp_path / org / "a"))
+        for org in ("a", "b", "c", "d")
+    ]
+
+    def order(after: str | None, slow: list[str]) -> list[str]:
+        return [c.org_id for c in _rotate(configs, after, slow)]
+
+    assert order(None, []) == ["a", "b", "c", "d"]
+    assert order("b", []) == ["c", "d", "a", "b"]
+    assert order("b", ["c"]) == ["d", "a", "b", "c"]
+    assert AckCursor.parse("b").after == "b"  # the plain org id older ticks stored
+    assert AckCursor.parse("{broken").after == "{broken"
+    assert AckCursor.parse(AckCursor("c", slow=["a"]).dump([])).slow == ["a"]
 
 
 # --- process_acks_job and the check --------------------------------------------------------------

@@ -11,12 +11,18 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from orderflow_exports.application.ack_processing import (
+    MAX_REMEMBERED_PER_ORG,
+    AckPassMemory,
+    OrgMemory,
+)
 from orderflow_exports.domain.acks import (
     ACK_TIMEOUT,
     ACKABLE,
     DEFAULT_MAX_ACK_BYTES,
     ERP_REJECTED,
     MAX_ERROR_MESSAGE_CHARS,
+    MAX_NOTE_EXCERPT_CHARS,
     Ack,
     AckRejected,
     AlreadyApplied,
@@ -25,12 +31,16 @@ from orderflow_exports.domain.acks import (
     ack_deadline_cutoff,
     ack_timeout_message,
     decide,
+    excerpt,
+    is_ack_name,
     is_ack_overdue,
+    is_settled,
     parse_ack,
     rejection_summary,
 )
+from orderflow_exports.domain.connector_rules import connector_problems
 from orderflow_exports.domain.errors import OrderflowError
-from orderflow_exports.domain.records import ExportRecord
+from orderflow_exports.domain.records import ConnectorConfig, ExportRecord
 from orderflow_exports.domain.status import ExportStatus
 
 EXPORT_ID = "0b3f2e0c-1111-4222-8333-444455556666"
@@ -517,3 +527,91 @@ def test_any_json_object_gives_an_ack_or_ack_rejected(
     text = json.dumps(fields, ensure_ascii=ascii_only)
     data = text.encode("utf-8", errors="surrogatepass")
     _check_any((b"\xef\xbb\xbf" if bom else b"") + data)
+
+
+# --- ack folders: names, excerpts, settling, connector rules -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "is_ack"),
+    [
+        ("a.json", True),
+        ("A.JSON", True),
+        ("a.Json", True),
+        ("SO-1.ack.json", True),
+        ("ünïcödé.json", True),
+        (".a.json", False),
+        (".A.JSON", False),
+        ("a.json.tmp", False),
+        ("a.JSON.TMP", False),
+        (".json", False),
+        (".JSON", False),
+        ("a.txt", False),
+    ],
+)
+def test_ack_names_are_matched_without_regard_to_case(name: str, is_ack: bool) -> None:
+    assert is_ack_name(name) is is_ack
+
+
+@given(st.text(max_size=2000))
+def test_excerpt_is_bounded_printable_ascii(text: str) -> None:
+    shown = excerpt(text)
+    assert len(shown) <= MAX_NOTE_EXCERPT_CHARS
+    assert all(" " <= ch <= "~" for ch in shown)
+
+
+def test_excerpt_escapes_control_characters_and_keeps_plain_text() -> None:
+    assert excerpt("plain reason") == "plain reason"
+    assert excerpt("a\nb\x1b[31mc\u202e") == "a\\nb\\x1b[31mc\\u202e"
+    assert excerpt("x" * 500, 10) == "xxxxxxx..."
+
+
+def test_settle_rule() -> None:
+    now = 1_000_000.0
+    fresh = {"now": now, "settle_seconds": 120.0}
+    assert not is_settled(10, now - 5, previous_look=None, **fresh)
+    assert is_settled(10, now - 121, previous_look=None, **fresh)
+    # Unchanged since an earlier pass: finished, even when the server's clock runs ahead.
+    assert is_settled(10, now + 3600, previous_look=(10, now + 3600), **fresh)
+    assert not is_settled(11, now - 5, previous_look=(10, now - 5), **fresh)
+    assert is_settled(10, now, previous_look=None, now=now, settle_seconds=0)
+
+
+def _config(org: str, export_path: str, ack_path: str) -> ConnectorConfig:
+    return ConnectorConfig(org, "local", export_path, ack_path)
+
+
+@pytest.mark.parametrize(
+    ("export_path", "ack_path", "problem"),
+    [
+        ("/dz/out", "/dz/acks", None),
+        ("/dz/out", "", "empty"),
+        ("/dz/out", "acks", "not an absolute path"),
+        ("/dz/out", "/dz/out", "is the export folder"),
+        ("/dz/out", "/dz/out/", "is the export folder"),
+        ("/dz/out", "/dz/out/acks", "nested"),
+        ("/dz/out/in", "/dz/out", "nested"),
+        ("/dz/out", "/dz/outbox", None),
+    ],
+)
+def test_connector_problems(export_path: str, ack_path: str, problem: str | None) -> None:
+    found = connector_problems(_config("acme", export_path, ack_path), [])
+    if problem is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and problem in found[0] and "acme" in found[0]
+
+
+def test_pass_memory_round_trips_and_stays_bounded() -> None:
+    org = OrgMemory(
+        skipped=[f"{n:016x}" for n in range(MAX_REMEMBERED_PER_ORG + 50)],
+        unsettled={f"{n:016x}": (n, 1.5) for n in range(MAX_REMEMBERED_PER_ORG + 50)},
+        problem="abc",
+    )
+    data = json.loads(json.dumps(AckPassMemory({"acme": org}).to_json()))
+    back = AckPassMemory.from_json(data).for_org("acme")
+    assert len(back.skipped) == MAX_REMEMBERED_PER_ORG
+    assert len(back.unsettled) == MAX_REMEMBERED_PER_ORG
+    assert back.problem == "abc"
+    assert AckPassMemory.from_json("garbage").orgs == {}
+    assert AckPassMemory.from_json({"acme": {"u": {"k": "bad"}}}).for_org("acme").unsettled == {}
