@@ -375,7 +375,7 @@ def test_org_whose_config_breaks_the_rules_is_skipped_alone(
 
     by_org = {s.org_id: s for s in summaries}
     assert by_org["org-b"].failure_code == ExportError.CONFIG
-    assert "export folder" in (by_org["org-b"].failure or "")
+    assert "same folder" in (by_org["org-b"].failure or "")
     assert tree(Path(shared.ack_path)) == before
     assert ledger.get(overdue_b.id) == overdue_b
     assert ledger.get(export_a.id).status is ExportStatus.ACKED  # type: ignore[union-attr]
@@ -496,8 +496,10 @@ def test_unreadable_ack_folder_fails_only_its_org(shared_database: str) -> None:
 def test_fifo_secret_fails_only_its_org(
     zone: Zone, ledger: SqlExportLedger, sshd_server: SshdServer, tmp_path: Path
 ) -> None:
-    fifo = tmp_path / "key.fifo"
-    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    # Inside org-b's own secret folder, so that only the file type is wrong.
+    (sshd_server.secrets_root / "org-b").mkdir(mode=0o700, parents=True, exist_ok=True)
+    fifo = sshd_server.secrets_root / "org-b" / f"key-{tmp_path.name}.fifo"
+    os.mkfifo(fifo, 0o600)  # reading it would wait for a writer forever
     good = zone.config("org-a")
     stuck = sshd_server.connector_config(
         "org-b", "/srv/out", "/srv/acks", private_key_ref=f"file:{fifo}"

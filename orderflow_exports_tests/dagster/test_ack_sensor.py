@@ -184,7 +184,7 @@ def unreachable_sftp(org_id: str) -> ConnectorConfig:
         port=1,  # nothing listens here: connection refused
         username="nobody",
         host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOd0WT1QHGjVXqyLjc2ld2o4hOrpsfRskKL2mdq9yp4m",
-        password_ref="env:ORDERFLOW_TEST_UNSET_PASSWORD",
+        password_ref=f"env:ORDERFLOW_SECRET_{org_id.upper().replace('-', '_')}_UNSET_PASSWORD",
     )
 
 
@@ -436,11 +436,11 @@ def test_a_hanging_server_does_not_hold_up_the_other_orgs(
     orderflow_env: OrderflowEnv, silent_listener: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = orderflow_env
-    monkeypatch.setenv("ORDERFLOW_TEST_HANG_PASSWORD", "not-a-secret")
+    monkeypatch.setenv("ORDERFLOW_SECRET_AAA_HANG_PASSWORD", "not-a-secret")
     hanging = replace(
         unreachable_sftp("aaa-hang"),  # sorts first: its pass starts before acme's
         port=silent_listener,
-        password_ref="env:ORDERFLOW_TEST_HANG_PASSWORD",
+        password_ref="env:ORDERFLOW_SECRET_AAA_HANG_PASSWORD",
     )
     env.configs.upsert(hanging)
     config = env.add_local_connector("acme")

@@ -38,9 +38,8 @@ from orderflow_exports.domain.acks import (
     parse_ack,
     rejection_summary,
 )
-from orderflow_exports.domain.connector_rules import connector_problems
 from orderflow_exports.domain.errors import OrderflowError
-from orderflow_exports.domain.records import ConnectorConfig, ExportRecord
+from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
 
 EXPORT_ID = "0b3f2e0c-1111-4222-8333-444455556666"
@@ -575,31 +574,6 @@ def test_settle_rule() -> None:
     assert is_settled(10, now + 3600, previous_look=(10, now + 3600), **fresh)
     assert not is_settled(11, now - 5, previous_look=(10, now - 5), **fresh)
     assert is_settled(10, now, previous_look=None, now=now, settle_seconds=0)
-
-
-def _config(org: str, export_path: str, ack_path: str) -> ConnectorConfig:
-    return ConnectorConfig(org, "local", export_path, ack_path)
-
-
-@pytest.mark.parametrize(
-    ("export_path", "ack_path", "problem"),
-    [
-        ("/dz/out", "/dz/acks", None),
-        ("/dz/out", "", "empty"),
-        ("/dz/out", "acks", "not an absolute path"),
-        ("/dz/out", "/dz/out", "is the export folder"),
-        ("/dz/out", "/dz/out/", "is the export folder"),
-        ("/dz/out", "/dz/out/acks", "nested"),
-        ("/dz/out/in", "/dz/out", "nested"),
-        ("/dz/out", "/dz/outbox", None),
-    ],
-)
-def test_connector_problems(export_path: str, ack_path: str, problem: str | None) -> None:
-    found = connector_problems(_config("acme", export_path, ack_path), [])
-    if problem is None:
-        assert found == []
-    else:
-        assert len(found) == 1 and problem in found[0] and "acme" in found[0]
 
 
 def test_pass_memory_round_trips_and_stays_bounded() -> None:
