@@ -3,12 +3,15 @@
 Plain Python over the ports; the Dagster assets only wire it. The rules (CONTRACT §2, §6):
 
 - a draft whose latest export is SENT or ACKED is not sent again unless ``force`` is asked;
-- a PENDING export left by a dead run is reconciled first: its final file in the dropzone →
-  SENT (no second copy); its temp file there, or its rename never issued → FAILED
-  (``INTERRUPTED``) and a new attempt; rename issued and no file left (the ERP may have taken
-  it) → SENT, unconfirmed, so that the ack or the ack deadline decides, never a second copy;
-- an error after the rename was issued is checked against the dropzone before the row may
-  become FAILED; when the dropzone cannot be asked, the row stays PENDING for the next try;
+- only the holder of the rename right (``mark_renaming``, taken once per row) may give a file its
+  final name; a run whose claim is refused never renames and fails with "lost its claim";
+- a PENDING export of a run that is no longer active (dead, or stalled and able to go on) is
+  settled first by :meth:`ExportService._settle_unpublished`: its final file there → SENT; else
+  the rename right is taken from it, or its temp file removed, before it may become FAILED
+  (``INTERRUPTED``) and a new attempt is made; rename issued and no file left (the ERP may have
+  taken it) → SENT, unconfirmed, so that the ack or the ack deadline decides, never a second copy;
+- an error after the rename was issued is settled by the same rule; when the dropzone cannot be
+  asked, the row stays PENDING for the next try;
 - every new attempt is a new row (attempt + 1, new export id and file name);
 - the document is streamed to a spool file first, so the row carries its sha256 and size and a
   huge draft never sits in memory; the same file is then published and archived.
