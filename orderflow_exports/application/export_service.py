@@ -293,7 +293,7 @@ class ExportService:
             if not self.ledger.mark_renaming(record.id, at=at):
                 # Another run reconciled the row while this one stalled: the adapter removes
                 # the temp file and renames nothing.
-                raise self._claim_lost(record, "before its final rename")
+                raise self._claim_lost(record, "its claim on the final rename was refused")
             renaming.append(at.astimezone(UTC))
 
         try:
@@ -321,7 +321,8 @@ class ExportService:
             else:
                 if not self._fail(record, error):
                     spool.unlink(missing_ok=True)
-                    raise self._claim_lost(record, f"after {error}") from exc
+                    why = f"its publish failed meanwhile ({error})"
+                    raise self._claim_lost(record, why) from exc
                 spool.unlink(missing_ok=True)  # a FAILED attempt is never archived
                 if error.code in _ENDPOINT_DOWN_CODES and config.transport == "sftp":
                     self._down[config.endpoint] = error
@@ -375,7 +376,7 @@ class ExportService:
             return settled  # another run (or an ack) already recorded it as delivered
         self.spool_path(record.ref, record.id).unlink(missing_ok=True)
         if verdict == "moved_on":
-            raise self._claim_lost(record, f"after {error}")
+            raise self._claim_lost(record, f"its rename failed meanwhile ({error})")
         return None
 
     def _record_sent(self, record: ExportRecord) -> ExportRecord:
@@ -461,7 +462,7 @@ class ExportService:
         assert refreshed is not None
         return refreshed, "moved_on" if moved else "failed"
 
-    def _claim_lost(self, record: ExportRecord, when: str) -> ClaimLost:
+    def _claim_lost(self, record: ExportRecord, why: str) -> ClaimLost:
         """The error of a run whose row another run (or an ack) settled while it was away."""
         current = self.ledger.get(record.id)
         state = "gone" if current is None else f"now {current.status}"
@@ -469,8 +470,8 @@ class ExportService:
             state += f" ({current.error_code}: {current.error_message})"
         return ClaimLost(
             f"{record.ref}: this run lost its claim: export {record.id} (attempt "
-            f"{record.attempt}) is {state}; {when} it is not published by this run, and its "
-            "row is left as it is"
+            f"{record.attempt}) is {state}; {why}; this run renames nothing more and leaves "
+            "the row as it is"
         )
 
     def _session_for(self, config: ConnectorConfig) -> DropzoneSession:
