@@ -244,14 +244,35 @@ class LocalDropzoneSession:
             try:
                 self._write_temp(source, temp, expected_size)
                 if before_rename is not None:
-                    before_rename()
-                _link_no_replace(temp, final)
+                    before_rename()  # raises when this export is no longer ours: no rename
+                try:
+                    _link_no_replace(temp, final)
+                except FileNotFoundError as exc:
+                    # Our temp file was taken away after it was written (a reconciler fencing
+                    # off a stalled run): there is nothing of ours left to give the final name.
+                    raise ExportError(
+                        ExportError.INTERRUPTED,
+                        f"{temp} was removed before its rename to {final}; not publishing it",
+                        transient=True,
+                    ) from exc
                 _fsync_dir(directory)
             except OSError as exc:
                 raise classify_os_error(exc, f"writing {final}") from exc
         finally:
+            # The rename is one system call with a definite answer: whatever happened, the temp
+            # name is no longer needed (after a rename it is already gone).
             _remove_quietly(temp)
         return str(final)
+
+    def remove_temp(self, folder: str, final_name: str) -> bool:
+        temp = Path(folder) / temp_filename(final_name)
+        try:
+            temp.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise classify_os_error(exc, f"removing {temp}") from exc
+        return True
 
     @staticmethod
     def _write_temp(source: Path, temp: Path, expected_size: int) -> None:

@@ -78,7 +78,7 @@ from paramiko.sftp_attr import SFTPAttributes
 
 from orderflow_exports.adapters.local_dropzone import classify_os_error
 from orderflow_exports.adapters.secrets import SecretScope, resolve_secret
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ExportError, RenameOutcomeUnknown
 from orderflow_exports.domain.naming import is_our_temp_file, temp_filename
 from orderflow_exports.domain.ports import FolderEntry, NotARegularFile
 from orderflow_exports.domain.records import ConnectorConfig
@@ -732,7 +732,8 @@ class SftpDropzoneSession:
 
     Operations run one at a time (a lock). When the connection has died, the next operation
     reconnects; when it dies during an operation, that operation is repeated once on a new
-    connection (a publish checks first whether its rename had already landed). A timeout is not
+    connection, except that a publish whose rename was already sent is never uploaded again: it
+    checks whether the rename landed and otherwise raises RenameOutcomeUnknown. A timeout is not
     repeated: the connection is closed and the next operation reconnects.
     """
 
@@ -1046,7 +1047,9 @@ class SftpDropzoneSession:
                     ),
                 )
             except ExportError:
-                if state.temp_opened:
+                # After a rename whose reply was lost the temp file is evidence: still there, the
+                # rename did not happen. The caller settles it; removing it here would hide that.
+                if state.temp_opened and not state.rename_sent:
                     self._discard_temp(temp_path)
                 raise
 
@@ -1062,17 +1065,9 @@ class SftpDropzoneSession:
         before_rename: Callable[[], None] | None = None,
     ) -> str:
         if state.rename_sent:
-            # The connection dropped after the rename was sent: did it land?
-            state.rename_sent = False
-            landed = conn.stat(final_path)
-            if (
-                landed is not None
-                and landed.st_size == expected_size
-                and conn.stat(temp_path) is None
-            ):
-                log.info("%s: the rename sent before the connection dropped had landed", final_path)
-                state.temp_opened = False
-                return final_path
+            # The connection dropped after the rename was sent. Never upload again: the ERP may
+            # have taken the file at once, so a missing final name proves nothing.
+            return self._after_lost_rename_reply(conn, final_path, temp_path, expected_size)
         # A big file is not uploaded when its final name is taken (the check shares the open's
         # round trip). For a small one the extra request costs more than it saves: the rename
         # refuses an existing name anyway.
@@ -1121,9 +1116,13 @@ class SftpDropzoneSession:
                 transient=True,
             )
         if before_rename is not None:
-            before_rename()
+            before_rename()  # raises when this export is no longer ours: no rename
         state.rename_sent = True
-        renamed = self._rename_no_replace(conn, temp_path, final_path)
+        try:
+            renamed = self._rename_no_replace(conn, temp_path, final_path)
+        except SftpStatusError:
+            state.rename_sent = False  # the server answered: the rename did not happen
+            raise
         state.rename_sent = False
         if not renamed:
             raise ExportError(
@@ -1209,6 +1208,19 @@ class SftpDropzoneSession:
             transient=False,
         )
 
+    def _after_lost_rename_reply(
+        self, conn: _Connection, final_path: str, temp_path: str, expected_size: int
+    ) -> str:
+        """The final path when the rename is seen to have landed; else RenameOutcomeUnknown."""
+        landed = conn.stat(final_path)
+        if landed is not None and landed.st_size == expected_size and conn.stat(temp_path) is None:
+            log.info("%s: the rename sent before the connection dropped had landed", final_path)
+            return final_path
+        raise RenameOutcomeUnknown(
+            f"the connection to {self._where} dropped after the rename of {temp_path} to "
+            f"{final_path} was sent; its outcome is unknown and the file is not uploaded again"
+        )
+
     @staticmethod
     def _rename_no_replace(conn: _Connection, source: str, target: str) -> bool:
         """Rename without replacing; False when ``target`` exists."""
@@ -1267,6 +1279,23 @@ class SftpDropzoneSession:
         path = _join(folder, name)
         with self._lock:
             return self._run(f"checking {path}", lambda conn: conn.stat(path) is not None)
+
+    def remove_temp(self, folder: str, final_name: str) -> bool:
+        path = _join(folder, temp_filename(final_name))
+
+        def remove(conn: _Connection) -> bool:
+            try:
+                conn.remove(path)
+            except SftpStatusError as exc:
+                if exc.sftp_code == SFTP_NO_SUCH_FILE:
+                    return False
+                raise
+            return True
+
+        with self._lock:
+            removed = self._run(f"removing {path}", remove)
+            self._orphans.discard(path)
+            return removed
 
     def sweep_stale_temps(self, folder: str, older_than: timedelta) -> list[str]:
         """Remove our temp files in ``folder`` older than ``older_than`` (by the server's mtime).

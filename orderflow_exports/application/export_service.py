@@ -3,12 +3,15 @@
 Plain Python over the ports; the Dagster assets only wire it. The rules (CONTRACT §2, §6):
 
 - a draft whose latest export is SENT or ACKED is not sent again unless ``force`` is asked;
-- a PENDING export left by a dead run is reconciled first: its final file in the dropzone →
-  SENT (no second copy); its temp file there, or its rename never issued → FAILED
-  (``INTERRUPTED``) and a new attempt; rename issued and no file left (the ERP may have taken
-  it) → SENT, unconfirmed, so that the ack or the ack deadline decides, never a second copy;
-- an error after the rename was issued is checked against the dropzone before the row may
-  become FAILED; when the dropzone cannot be asked, the row stays PENDING for the next try;
+- only the holder of the rename right (``mark_renaming``, taken once per row) may give a file its
+  final name; a run whose claim is refused never renames and fails with "lost its claim";
+- a PENDING export of a run that is no longer active (dead, or stalled and able to go on) is
+  settled first by :meth:`ExportService._settle_unpublished`: its final file there → SENT; else
+  the rename right is taken from it, or its temp file removed, before it may become FAILED
+  (``INTERRUPTED``) and a new attempt is made; rename issued and no file left (the ERP may have
+  taken it) → SENT, unconfirmed, so that the ack or the ack deadline decides, never a second copy;
+- an error after the rename was issued is settled by the same rule; when the dropzone cannot be
+  asked, the row stays PENDING for the next try;
 - every new attempt is a new row (attempt + 1, new export id and file name), made only once the
   dropzone session is open: a server that refuses the connection costs no row (a permanent
   refusal, host key or auth, still gets its FAILED row);
@@ -36,11 +39,12 @@ from orderflow_exports.domain.document import build_header, write_document
 from orderflow_exports.domain.drafts import DraftOrder, ensure_exportable
 from orderflow_exports.domain.errors import (
     AlreadyInFlight,
+    ClaimLost,
     ConnectorNotConfigured,
     ExportError,
     NotAttempted,
 )
-from orderflow_exports.domain.naming import DraftRef, export_filename, temp_filename
+from orderflow_exports.domain.naming import DraftRef, export_filename
 from orderflow_exports.domain.ports import (
     ConnectorConfigs,
     DraftSource,
@@ -54,6 +58,8 @@ from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewE
 from orderflow_exports.domain.status import ExportStatus
 
 OutcomeAction = Literal["sent", "already_sent", "recovered"]
+# How an unfinished publish was settled (see ExportService._settle_unpublished).
+SettleVerdict = Literal["landed", "unconfirmed", "failed", "moved_on"]
 _CONNECTION_CODES = (ExportError.CONNECTION, ExportError.TIMEOUT)
 _ENDPOINT_DOWN_CODES = (
     ExportError.CONNECTION,
@@ -232,40 +238,33 @@ class ExportService:
                 f"draft {pending.ref} is already in flight: export {pending.id} is PENDING in "
                 f"run {owner}, which is still running; not sending it twice"
             )
+        # The owner may be dead, or only stalled and about to go on: the decision fences it off.
         session = self.dropzones.session_for(config)
-        now = self.clock()
-        if session.exists(config.export_path, pending.filename):
-            if self.ledger.mark_sent(pending.id, at=now):
-                self.log.warning(
-                    f"{pending.ref}: export {pending.id} was PENDING but its file is in the "
-                    "dropzone; recorded it as SENT instead of sending a second copy"
-                )
-        elif pending.rename_started_at is not None and not session.exists(
-            config.export_path, temp_filename(pending.filename)
-        ):
-            # The rename was issued and the file is gone: the ERP may well have taken it. Sending
-            # again could deliver the order twice; the ack (or its deadline) decides instead.
-            if self.ledger.mark_sent(pending.id, at=now):
-                self.log.warning(
-                    f"{pending.ref}: export {pending.id} was PENDING, its rename was issued and "
-                    "no file remains in the dropzone (the ERP may have taken it): recorded as "
-                    "SENT, unconfirmed; the ERP's ack or the ack deadline settles it"
-                )
-        elif self.ledger.mark_failed(
-            pending.id,
-            expected=ExportStatus.PENDING,
+        settled, verdict = self._settle_unpublished(
+            pending,
+            session,
+            config.export_path,
             code=ExportError.INTERRUPTED,
             message=f"run {owner} ended before the file was published (transient)",
-            at=now,
-        ):
+        )
+        if verdict == "landed":
             self.log.warning(
-                f"{pending.ref}: export {pending.id} was interrupted before its final rename; "
-                "marked FAILED (INTERRUPTED), making a new attempt"
+                f"{pending.ref}: export {pending.id} was PENDING but its file is in the "
+                "dropzone; recorded it as SENT instead of sending a second copy"
             )
-        # When a compare-and-set above lost, another run or an ack moved the row first.
-        refreshed = self.ledger.get(pending.id)
-        assert refreshed is not None
-        return refreshed
+        elif verdict == "unconfirmed":
+            self.log.warning(
+                f"{pending.ref}: export {pending.id} was PENDING, its rename was issued and "
+                "no file remains in the dropzone (the ERP may have taken it): recorded as "
+                "SENT, unconfirmed; the ERP's ack or the ack deadline settles it"
+            )
+        elif verdict == "failed":
+            self.log.warning(
+                f"{pending.ref}: export {pending.id} was interrupted before its final rename "
+                "and can no longer be renamed by its run; marked FAILED (INTERRUPTED), making "
+                "a new attempt"
+            )
+        return settled
 
     def _new_attempt(
         self,
@@ -355,7 +354,10 @@ class ExportService:
 
         def before_rename() -> None:
             at = self.clock()
-            self.ledger.mark_renaming(record.id, at=at)
+            if not self.ledger.mark_renaming(record.id, at=at):
+                # Another run reconciled the row while this one stalled: the adapter removes
+                # the temp file and renames nothing.
+                raise self._claim_lost(record, "its claim on the final rename was refused")
             renaming.append(at.astimezone(UTC))
 
         try:
@@ -370,6 +372,9 @@ class ExportService:
                 if isinstance(exc, ExportError)
                 else ExportError(ExportError.IO, f"{type(exc).__name__}: {exc}", transient=True)
             )
+            if isinstance(error, ClaimLost):
+                spool.unlink(missing_ok=True)  # the row is not ours: it will never be archived
+                raise
             if error.code in _CONNECTION_CODES:
                 self.dropzones.discard(config)
             if renaming:
@@ -378,7 +383,10 @@ class ExportService:
                 if settled is not None:
                     return settled
             else:
-                self._fail(record, error)
+                if not self._fail(record, error):
+                    spool.unlink(missing_ok=True)
+                    why = f"its publish failed meanwhile ({error})"
+                    raise self._claim_lost(record, why) from exc
                 spool.unlink(missing_ok=True)  # a FAILED attempt is never archived
                 if error.code in _ENDPOINT_DOWN_CODES and config.transport == "sftp":
                     self._mark_down(config, error)
@@ -390,13 +398,23 @@ class ExportService:
     def _settle_after_rename(
         self, record: ExportRecord, config: ConnectorConfig, error: ExportError
     ) -> ExportRecord | None:
-        """After a failure once the rename was issued: SENT if the file landed, else FAILED.
+        """After a failure once the rename was issued: the same decision as the reconciler's.
 
-        When the dropzone cannot even be asked, the row stays PENDING (with its spool file) and
-        the next try reconciles it; returns None whenever the caller should raise ``error``.
+        Returns the SENT row when the file landed (or may have: the ERP may have taken it).
+        Returns None whenever the caller should raise ``error``: the temp file was still there
+        and is removed now (the row is FAILED with ``error``, a new attempt is safe), or the
+        dropzone cannot even be asked (the row stays PENDING with its spool file and the next
+        try reconciles it). Raises ClaimLost when another run settled the row first as FAILED.
         """
         try:
-            landed = self._session_for(config).exists(config.export_path, record.filename)
+            session = self._session_for(config)
+            settled, verdict = self._settle_unpublished(
+                record,
+                session,
+                config.export_path,
+                code=error.code,
+                message=f"{error.message} ({error.kind})",  # read by the permanent-failure rule
+            )
         except ExportError as check_error:
             self.log.warning(
                 f"{record.ref}: export {record.id} failed after its rename was issued ({error}) "
@@ -404,15 +422,25 @@ class ExportService:
                 "the next try checks the dropzone before sending anything"
             )
             return None
-        if landed:
+        if verdict == "landed":
             self.log.warning(
                 f"{record.ref}: export {record.id} reported {error.code} after its rename, but "
                 "the file is in the dropzone: recorded as SENT"
             )
-            return self._record_sent(record)
-        self._fail(record, error)
-        spool_path = self.spool_path(record.ref, record.id)
-        spool_path.unlink(missing_ok=True)
+            return settled
+        if verdict == "unconfirmed":
+            self.log.warning(
+                f"{record.ref}: export {record.id} reported {error.code} after its rename and "
+                "neither its file nor its temp file is in the dropzone (the ERP may have taken "
+                "it): recorded as SENT, unconfirmed; the ERP's ack or the ack deadline settles "
+                "it, never a second copy"
+            )
+            return settled
+        if verdict == "moved_on" and settled.status is not ExportStatus.FAILED:
+            return settled  # another run (or an ack) already recorded it as delivered
+        self.spool_path(record.ref, record.id).unlink(missing_ok=True)
+        if verdict == "moved_on":
+            raise self._claim_lost(record, f"its rename failed meanwhile ({error})")
         return None
 
     def _record_sent(self, record: ExportRecord) -> ExportRecord:
@@ -426,6 +454,89 @@ class ExportService:
         refreshed = self.ledger.get(record.id)
         assert refreshed is not None
         return refreshed
+
+    def _settle_unpublished(
+        self,
+        record: ExportRecord,
+        session: DropzoneSession,
+        folder: str,
+        *,
+        code: str,
+        message: str,
+    ) -> tuple[ExportRecord, SettleVerdict]:
+        """Decide a PENDING row whose publish did not finish, so that no second copy can arise.
+
+        Used by the reconciler (the owning run is dead, or stalled and able to go on any time)
+        and by the owner itself after an error once its rename was issued:
+
+        - the final file is there → SENT (``landed``);
+        - the rename right was never taken → take it here (``mark_renaming``): the owner's own
+          claim is refused from then on, so it can never rename → FAILED (``failed``);
+        - the rename was issued and its temp file is still there → remove it; once removed no
+          rename of it can succeed any more → FAILED (``failed``);
+        - the rename was issued and no temp file is left → the rename happened (or the temp was
+          taken by someone else): final file there → SENT (``landed``), else the ERP may have
+          taken it → SENT, unconfirmed (``unconfirmed``): its ack or its deadline settles it;
+        - a compare-and-set lost: someone else moved the row first (``moved_on``).
+
+        Raises ExportError when the dropzone cannot be asked; the row then stays PENDING.
+        """
+        for _ in range(3):  # a refused claim means the row changed; it changes at most twice
+            if session.exists(folder, record.filename):
+                return self._settle_as_sent(record, "landed")
+            current = self.ledger.get(record.id)
+            assert current is not None
+            if current.status is not ExportStatus.PENDING:
+                return current, "moved_on"
+            if current.rename_started_at is None:
+                if not self.ledger.mark_renaming(record.id, at=self.clock()):
+                    continue  # the owner took the right meanwhile: decide again
+                failed = self._settle_as_failed(current, code, message)
+                # Only tidiness from here: the row can no longer be renamed by anyone, and a
+                # temp file left behind is swept as stale later.
+                try:
+                    session.remove_temp(folder, record.filename)
+                except ExportError as exc:
+                    self.log.warning(f"{record.ref}: temp file of {record.id} left: {exc}")
+                return failed
+            if session.remove_temp(folder, record.filename):
+                return self._settle_as_failed(current, code, message)
+            if session.exists(folder, record.filename):
+                return self._settle_as_sent(record, "landed")
+            return self._settle_as_sent(record, "unconfirmed")
+        current = self.ledger.get(record.id)
+        assert current is not None
+        return current, "moved_on"
+
+    def _settle_as_sent(
+        self, record: ExportRecord, verdict: SettleVerdict
+    ) -> tuple[ExportRecord, SettleVerdict]:
+        moved = not self.ledger.mark_sent(record.id, at=self.clock())
+        refreshed = self.ledger.get(record.id)
+        assert refreshed is not None
+        return refreshed, "moved_on" if moved else verdict
+
+    def _settle_as_failed(
+        self, record: ExportRecord, code: str, message: str
+    ) -> tuple[ExportRecord, SettleVerdict]:
+        moved = not self.ledger.mark_failed(
+            record.id, expected=ExportStatus.PENDING, code=code, message=message, at=self.clock()
+        )
+        refreshed = self.ledger.get(record.id)
+        assert refreshed is not None
+        return refreshed, "moved_on" if moved else "failed"
+
+    def _claim_lost(self, record: ExportRecord, why: str) -> ClaimLost:
+        """The error of a run whose row another run (or an ack) settled while it was away."""
+        current = self.ledger.get(record.id)
+        state = "gone" if current is None else f"now {current.status}"
+        if current is not None and current.error_code:
+            state += f" ({current.error_code}: {current.error_message})"
+        return ClaimLost(
+            f"{record.ref}: this run lost its claim: export {record.id} (attempt "
+            f"{record.attempt}) is {state}; {why}; this run renames nothing more and leaves "
+            "the row as it is"
+        )
 
     def _session_for(self, config: ConnectorConfig) -> DropzoneSession:
         down = self._down.get(_login_key(config))
@@ -445,8 +556,8 @@ class ExportService:
     def _mark_down(self, config: ConnectorConfig, error: ExportError) -> None:
         self._down.setdefault(_login_key(config), (config.org_id, error))
 
-    def _fail(self, record: ExportRecord, error: ExportError) -> None:
-        self.ledger.mark_failed(
+    def _fail(self, record: ExportRecord, error: ExportError) -> bool:
+        return self.ledger.mark_failed(
             record.id,
             expected=ExportStatus.PENDING,
             code=error.code,

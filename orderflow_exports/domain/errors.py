@@ -59,6 +59,26 @@ class ExportError(OrderflowError):
         return "transient" if self.transient else "permanent"
 
 
+class RenameOutcomeUnknown(ExportError):
+    """The final rename was sent but its reply never came: it may or may not have happened.
+
+    Nothing may be uploaded again for that attempt; the caller settles it against the dropzone.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ExportError.CONNECTION, message, transient=True)
+
+
+class ClaimLost(ExportError):
+    """This process no longer owns the export row: another run reconciled it meanwhile.
+
+    Raised instead of renaming (or instead of claiming success); the row is left as it is.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ExportError.INTERRUPTED, message, transient=False)
+
+
 class ArchiveConflict(OrderflowError):
     """The archive already holds different bytes under the same key (a key is written once)."""
 

@@ -86,8 +86,10 @@ class ExportLedger(Protocol):
         ...
 
     def mark_renaming(self, export_id: str, *, at: datetime) -> bool:
-        """Record on a PENDING row that its final rename is about to be issued.
+        """Take the one right to issue the row's final rename (a compare-and-set).
 
+        Succeeds only on a PENDING row whose ``rename_started_at`` is still empty, so at most one
+        caller ever gets it: the run about to rename, or a reconciler fencing a stalled run off.
         Before it, the file can never have been under its final name; after it, a missing final
         file proves nothing (the ERP may already have taken it).
         """
@@ -141,12 +143,24 @@ class DropzoneSession(Protocol):
         """Atomically place ``source`` at ``folder/final_name``; never replaces a file.
 
         Writes ``.{final_name}.tmp`` first, checks its size, calls ``before_rename`` and then
-        renames. Returns the full path. Raises ExportError (classified) on any failure, leaving
-        no temp file behind.
+        renames; when ``before_rename`` raises, the temp file is removed and nothing is renamed.
+        Returns the full path. Raises ExportError (classified) on any failure, leaving no temp
+        file behind, except RenameOutcomeUnknown: the rename was sent and its reply lost, and
+        nothing is uploaded again; the temp file, if still there, is left for the caller to
+        settle with ``remove_temp``.
         """
         ...
 
     def exists(self, folder: str, name: str) -> bool: ...
+
+    def remove_temp(self, folder: str, final_name: str) -> bool:
+        """Remove the temp file ``.{final_name}.tmp`` of ``folder``.
+
+        True: it was there and is gone, so no rename of it can ever succeed any more. False: it
+        was not there (never written, already removed, or already renamed). Raises ExportError
+        when the dropzone cannot be asked.
+        """
+        ...
 
     def sweep_stale_temps(self, folder: str, older_than: timedelta) -> list[str]:
         """Remove our temp files older than ``older_than``; returns their names."""

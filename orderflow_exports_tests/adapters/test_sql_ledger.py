@@ -207,3 +207,22 @@ def test_a_move_the_status_machine_forbids_is_refused_before_the_database(
         ledger.mark_failed(record.id, expected=ExportStatus.ACKED, code="X", message="x", at=NOW)
     stored = ledger.get(record.id)
     assert stored is not None and stored.status is ExportStatus.PENDING
+
+
+def test_the_rename_right_is_taken_once_and_never_after_the_row_moved(engine: Engine) -> None:
+    ledger = SqlExportLedger(engine)
+    stalled = ledger.create_pending(new_export())
+    assert ledger.mark_renaming(stalled.id, at=NOW)
+    # A second claim (a stalled run waking up after a reconciler fenced it off) is refused.
+    assert not ledger.mark_renaming(stalled.id, at=NOW + timedelta(seconds=1))
+    row = ledger.get(stalled.id)
+    assert row is not None and row.rename_started_at is not None
+    assert row.rename_started_at.replace(tzinfo=UTC) == NOW
+
+    failed = ledger.create_pending(new_export(attempt=1, ref=DraftRef("acme", "D-2")))
+    assert ledger.mark_failed(
+        failed.id, expected=ExportStatus.PENDING, code="INTERRUPTED", message="x", at=NOW
+    )
+    assert not ledger.mark_renaming(failed.id, at=NOW)
+    after = ledger.get(failed.id)
+    assert after is not None and after.rename_started_at is None

@@ -130,9 +130,19 @@ class SqlExportLedger:
             return conn.execute(statement).rowcount == 1
 
     def mark_renaming(self, export_id: str, *, at: datetime) -> bool:
-        return self._compare_and_set(
-            export_id, ExportStatus.PENDING, {"rename_started_at": at, "updated_at": at}
+        # One statement: the status and the empty rename_started_at are checked together, so of
+        # a stalled run and the reconciler that fences it off exactly one gets the right.
+        statement = (
+            update(erp_export)
+            .where(
+                erp_export.c.id == export_id,
+                erp_export.c.status == str(ExportStatus.PENDING),
+                erp_export.c.rename_started_at.is_(None),
+            )
+            .values(rename_started_at=at, updated_at=at)
         )
+        with self._engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
 
     def mark_sent(self, export_id: str, *, at: datetime) -> bool:
         return self._compare_and_set(
