@@ -38,7 +38,7 @@ def zone(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Dropz
     folder = sshd.root / f"fence-{uuid.uuid4().hex[:8]}"
     folder.mkdir()
     session = open_sftp_session(
-        sshd.connector_config("acme", str(folder), str(folder / "acks")), SETTINGS
+        sshd.connector_config("acme", str(folder), f"{folder}-acks"), SETTINGS
     )
     try:
         yield session, folder

@@ -30,9 +30,10 @@ HANG_GUARD_SECONDS = 30.0
 @pytest.fixture
 def outbox(orderflow_env: OrderflowEnv, sshd_server: SshdServer) -> Path:
     folder = sshd_server.root / f"lost-reply-{uuid.uuid4().hex[:8]}"
-    (folder / "acks").mkdir(parents=True)
+    folder.mkdir(parents=True)
+    (sshd_server.root / f"{folder.name}-acks").mkdir()  # beside the outbox, never inside it
     orderflow_env.configs.upsert(
-        sshd_server.connector_config("acme", str(folder), str(folder / "acks"))
+        sshd_server.connector_config("acme", str(folder), f"{folder}-acks")
     )
     return folder
 
@@ -109,7 +110,7 @@ def test_lost_reply_after_the_erp_took_the_file_sends_no_second_copy(
     assert row.rename_started_at is not None
     assert taken == [row.filename]  # the one copy the ERP took
     assert len(uploads) == 1  # nothing uploaded again
-    assert os.listdir(outbox) == ["acks"]  # no second copy, no temp file left
+    assert os.listdir(outbox) == []  # no second copy, no temp file left
     assert Path(row.storage_key).is_file()  # archived: the ERP may hold exactly these bytes
 
 
@@ -133,4 +134,4 @@ def test_lost_connection_before_the_rename_reached_the_server_fails_and_retries_
     assert "outcome is unknown" in (first.error_message or "")
     assert second.status is ExportStatus.SENT and second.attempt == 2
     assert len(uploads) == 2  # one per attempt, never twice for one attempt
-    assert sorted(os.listdir(outbox)) == ["acks", second.filename]
+    assert sorted(os.listdir(outbox)) == [second.filename]

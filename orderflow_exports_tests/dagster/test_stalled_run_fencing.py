@@ -9,7 +9,6 @@ before its claim on the rename is taken and after it.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -24,9 +23,8 @@ from orderflow_exports.demo import SampleDraft
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
 from orderflow_exports_tests.support.processes import (
-    IN_PROCESS_CONFIG,
     REPO_ROOT,
-    VENV_BIN,
+    job_execute_args,
     subprocess_env,
 )
 from orderflow_exports_tests.support.sshd import SshdServer
@@ -37,21 +35,12 @@ HANG_GUARD_SECONDS = 120.0
 
 
 def _start_stalling_run(env: OrderflowEnv, key: str, point: str) -> subprocess.Popen[str]:
-    config = env.home / "in_process.yaml"
-    config.write_text(IN_PROCESS_CONFIG)
-    args = [
-        str(VENV_BIN / "dagster"),
-        "job",
-        "execute",
-        "-m",
-        "orderflow_exports_tests.support.stall_injection",
-        "-j",
+    args = job_execute_args(
+        env,
         "export_drafts_job",
-        "-c",
-        str(config),
-        "--tags",
-        json.dumps({"dagster/partition": key}),
-    ]
+        {"dagster/partition": key},
+        module="orderflow_exports_tests.support.stall_injection",
+    )
     return subprocess.Popen(
         args,
         env=subprocess_env(env, **{STALL_AT_ENV: point}),
@@ -100,8 +89,9 @@ def dropzone(request: pytest.FixtureRequest, orderflow_env: OrderflowEnv, tmp_pa
         return folder
     sshd: SshdServer = request.getfixturevalue("sshd_server")
     folder = sshd.root / f"stall-{uuid.uuid4().hex[:8]}"
-    (folder / "acks").mkdir(parents=True)
-    orderflow_env.configs.upsert(sshd.connector_config("acme", str(folder), str(folder / "acks")))
+    folder.mkdir(parents=True)
+    (sshd.root / f"{folder.name}-acks").mkdir()  # beside the outbox, never inside it
+    orderflow_env.configs.upsert(sshd.connector_config("acme", str(folder), f"{folder}-acks"))
     return folder
 
 

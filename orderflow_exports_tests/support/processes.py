@@ -36,26 +36,26 @@ def run_command(
     )
 
 
+def job_execute_args(
+    env: OrderflowEnv,
+    job: str,
+    tags: dict[str, str] | None = None,
+    module: str = "orderflow_exports",
+) -> list[str]:
+    """``dagster job execute -m MODULE -j JOB`` with the in-process executor (and ``tags``)."""
+    config = env.home / "in_process.yaml"
+    config.write_text(IN_PROCESS_CONFIG)
+    args = [str(VENV_BIN / "dagster"), "job", "execute", "-m", module, "-j", job, "-c", str(config)]
+    if tags:
+        args += ["--tags", json.dumps(tags)]
+    return args
+
+
 def dagster_job_execute(
     env: OrderflowEnv, job: str, tags: dict[str, str] | None = None, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     """``dagster job execute -m orderflow_exports -j JOB`` with the in-process executor."""
-    config = env.home / "in_process.yaml"
-    config.write_text(IN_PROCESS_CONFIG)
-    args = [
-        str(VENV_BIN / "dagster"),
-        "job",
-        "execute",
-        "-m",
-        "orderflow_exports",
-        "-j",
-        job,
-        "-c",
-        str(config),
-    ]
-    if tags:
-        args += ["--tags", json.dumps(tags)]
-    return run_command(args, subprocess_env(env, **extra))
+    return run_command(job_execute_args(env, job, tags), subprocess_env(env, **extra))
 
 
 def orderflow_cli(env: OrderflowEnv, *args: str) -> subprocess.CompletedProcess[str]:
