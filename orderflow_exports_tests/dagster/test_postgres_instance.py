@@ -401,6 +401,8 @@ def test_two_runs_recovering_one_interrupted_export_transition_it_once(
     assert new.status is ExportStatus.SENT and new.attempt == 2
     assert new.dagster_run_id == winner_run
     assert audit == [
+        # The winner takes the rename right from the dead run (so it can never rename), once.
+        ("UPDATE", interrupted_id, "PENDING", "PENDING"),
         ("UPDATE", interrupted_id, "PENDING", "FAILED"),  # once, not once per run
         ("INSERT", new.id, None, "PENDING"),
         ("UPDATE", new.id, "PENDING", "PENDING"),  # rename_started_at, just before the rename
