@@ -102,7 +102,8 @@ def resend_command(org_id: str, draft_order_id: str, *, force: bool = False) -> 
     if force:
         return (
             f"{command}  (force.yaml holding `{FORCE_CONFIG}`; or in the UI: "
-            f"/assets/export_json?view=partitions&partition={key} → Materialize with that config)"
+            f"/assets/export_json?view=partitions&partition={key} → Materialize → Open launchpad, "
+            "with that config)"
         )
     return (
         f"{command}  (or in the UI: /assets/export_json?view=partitions&partition={key} "
@@ -127,8 +128,9 @@ def retry_hint(record: ExportRecord, ack_path: str | None = None) -> str:
         return (
             "no ack within the org's deadline. Check the ERP first: it may hold this order "
             f"(look for export id {record.id} / file {record.filename} in its inbox and in "
-            f"{folder}/error/). Re-send only if it does not: {command}. Timeouts are never "
-            "declared while the org's ack folder cannot be read"
+            f"{folder}/error/). Re-send only if it does not (no force needed: the latest attempt "
+            f"is FAILED): {command}. Timeouts are never declared while the org's ack folder "
+            "cannot be read"
         )
     if record.error_code == ERP_REJECTED:
         # The message is the ERP's text: escaped, so that it cannot drive the terminal.
@@ -474,8 +476,10 @@ def _error_folder_listing(
             lines.append(f"  {shown}  (a {entry.kind}, not a parked ack; not read)")
             continue
         note = by_name.get(entry.name + ERROR_NOTE_SUFFIX)
-        if note is None or note.kind != "file":
+        if note is None:
             lines.append(f"  {shown}  (no note beside it)")
+        elif note.kind != "file":
+            lines.append(f"  {shown}  (its note is a {note.kind}; not read)")
         elif note.size is not None and note.size > MAX_ERROR_NOTE_BYTES:
             lines.append(f"  {shown}  (its note is over {MAX_ERROR_NOTE_BYTES} bytes; not shown)")
         else:

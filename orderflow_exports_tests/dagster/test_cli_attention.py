@@ -15,15 +15,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.application.ack_processing import AckProcessor, AckSettings
-from orderflow_exports.cli import retry_hint
+from orderflow_exports.cli import FORCE_CONFIG, resend_command, retry_hint
 from orderflow_exports.demo import SampleDraft
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.dagster.test_cli import assert_one_line_refusal, run_cli
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
+from orderflow_exports_tests.support.processes import orderflow_cli
 from orderflow_exports_tests.support.sshd import SshdServer
 
 PLAIN_RESEND = (
@@ -95,8 +97,11 @@ def test_timeout_and_rejection_hints_say_what_to_check(orderflow_env: OrderflowE
     assert f"export id {timed_out.id} / file {timed_out.filename}" in timeout_hint
     assert f"{acme.ack_path}/error/" in timeout_hint
     # The latest attempt is FAILED: a plain re-send makes a new one, no force needed.
-    assert f"Re-send only if it does not: {PLAIN_RESEND % 'acme:D-1'}" in timeout_hint
-    assert "force" not in timeout_hint
+    assert (
+        "Re-send only if it does not (no force needed: the latest attempt is FAILED): "
+        + PLAIN_RESEND % "acme:D-1"
+    ) in timeout_hint
+    assert "force.yaml" not in timeout_hint
     assert "never declared while the org's ack folder cannot be read" in timeout_hint
     rejected_hint = hint_line(out.split("\n\n")[-1], "acme:D-2")
     assert 'the ERP refused it: "ERP rejected the order: credit hold ' in rejected_hint
@@ -116,6 +121,12 @@ def test_superseded_attempt_needs_no_action(orderflow_env: OrderflowEnv) -> None
     code, out, _ = run_cli("exports", "list")
     assert code == 0 and forced.status is ExportStatus.SENT
     assert "FAILED —" not in out  # the failed attempt is not the latest: no hint at all
+    # Over a SENT or ACKED latest only a forced run sends again; the hint names its run config,
+    # the same config this test forced with.
+    forced_command = resend_command("acme", "D-1", force=True)
+    assert "-j export_drafts_job -c force.yaml --tags" in forced_command
+    assert f"`{FORCE_CONFIG}`" in forced_command
+    assert yaml.safe_load(FORCE_CONFIG) == {"ops": {"export_json": {"config": {"force": True}}}}
 
 
 # --- exports attention ---------------------------------------------------------------------------
@@ -177,6 +188,8 @@ def test_acks_errors_lists_local_error_folders_and_goes_on_past_a_broken_org(
     (errors / "big.json").write_text("{}")
     (errors / "big.json.error.txt").write_text("reason: " + "x" * 5000)
     (errors / "lonely.json").write_text("{}")
+    (errors / "linked.json").write_text("{}")
+    (errors / "linked.json.error.txt").symlink_to("/etc/passwd")
     old = time.time() - 3600
     os.utime(errors / "broken.json", (old, old))
 
@@ -185,14 +198,15 @@ def test_acks_errors_lists_local_error_folders_and_goes_on_past_a_broken_org(
     assert code == 1
     assert_one_line_refusal(code, err, "1 org(s) could not be listed: initech", exit_code=1)
     assert "\x1b" not in out and "\x07" not in out
-    assert re.search(r"^acme: 5 rejected ack\(s\) in .*/acme/acks/error/, newest first$", out, re.M)
+    assert re.search(r"^acme: 6 rejected ack\(s\) in .*/acme/acks/error/, newest first$", out, re.M)
     broken = hint_line(out, "  broken.json")
     assert "MALFORMED: " in broken and "not valid JSON" in broken and "(rejected at 20" in broken
     assert "UNKNOWN_EXPORT: " in hint_line(out, "  stranger.json")
-    assert out.rstrip().splitlines()[5].startswith("  broken.json")  # the oldest comes last
+    assert out.rstrip().splitlines()[6].startswith("  broken.json")  # the oldest comes last
     assert "evil\\x1b[31m.json  X\\x1b]0;pwned\\x07: r\\x1b[2J" in out
     assert "big.json  (its note is over 2048 bytes; not shown)" in out
     assert "lonely.json  (no note beside it)" in out
+    assert "linked.json  (its note is a symlink; not read)" in out and "root:" not in out
     assert re.search(r"^globex: no rejected acks \(.*/globex/acks/error/ does not exist", out, re.M)
     assert re.search(r"^initech: cannot list its error folder: \[CONFIG\] ", out, re.M)
     assert "hooli" not in out  # disabled, and not asked for
@@ -200,7 +214,7 @@ def test_acks_errors_lists_local_error_folders_and_goes_on_past_a_broken_org(
 
     code, out, err = run_cli("acks", "errors", "--org", "acme", "--limit", "2")
     assert code == 0, err
-    assert out.splitlines()[-1] == "  ... and 3 more (raise --limit to see them)"
+    assert out.splitlines()[-1] == "  ... and 4 more (raise --limit to see them)"
     assert "globex" not in out and "initech" not in out
     code, out, _ = run_cli("acks", "errors", "--org", "hooli")  # asked for by name: listed
     assert code == 0 and out.startswith("hooli: no rejected acks")
@@ -248,7 +262,45 @@ def test_acks_errors_over_sftp_verifies_the_host_key(
     assert "secret.json" not in out  # nothing is read from a server whose key does not match
 
 
+def test_acks_errors_never_lists_a_folder_two_orgs_share(orderflow_env: OrderflowEnv) -> None:
+    env = orderflow_env
+    acme = env.add_local_connector("acme")
+    # Written past `connectors set` (which refuses it), as another tool could.
+    env.configs.upsert(
+        ConnectorConfig(
+            org_id="globex",
+            transport="local",
+            export_path=str(env.dropzones / "globex" / "outbox"),
+            ack_path=acme.ack_path,
+        )
+    )
+    (Path(acme.ack_path) / "error").mkdir()
+    (Path(acme.ack_path) / "error" / "acme-order.json").write_text("{}")
+
+    code, out, err = run_cli("acks", "errors")
+
+    assert code == 1
+    assert_one_line_refusal(code, err, "could not be listed: acme, globex", exit_code=1)
+    assert "acme-order.json" not in out
+    refused = r"^globex: cannot list its error folder: connector config refused: "
+    assert re.search(refused, out, re.M)
+
+
 # --- the CLI's conventions -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_installed_command_runs_the_new_commands(orderflow_env: OrderflowEnv) -> None:
+    env = orderflow_env
+    acme = env.add_local_connector("acme")
+    (Path(acme.ack_path) / "broken.json").write_text("{", encoding="utf-8")
+    ack_pass(env, acme)
+    listed = orderflow_cli(env, "acks", "errors")
+    assert listed.returncode == 0, listed.stderr
+    assert "broken.json  MALFORMED: " in listed.stdout
+    attention = orderflow_cli(env, "exports", "attention")
+    assert attention.returncode == 0, attention.stderr
+    assert attention.stdout == "no drafts need a person\n"
 
 
 def test_new_commands_say_to_run_db_upgrade_on_a_missing_schema(
