@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -87,16 +87,69 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(s.rstrip() for s in out)
 
 
-def retry_hint(record: ExportRecord) -> str:
-    key = f"{record.org_id}:{record.draft_order_id}"
+# Written by hand or by a script: dagster job execute has no flag for run config, only files.
+FORCE_CONFIG = "ops: {export_json: {config: {force: true}}}"
+
+
+def resend_command(org_id: str, draft_order_id: str, *, force: bool = False) -> str:
+    """The command that exports the draft again (with ``force`` when its latest is SENT/ACKED)."""
+    key = f"{org_id}:{draft_order_id}"
+    config = " -c force.yaml" if force else ""
+    command = (
+        f"dagster job execute -m orderflow_exports -j export_drafts_job{config} "
+        f'--tags \'{{"dagster/partition": "{key}"}}\''
+    )
+    if force:
+        return (
+            f"{command}  (force.yaml holding `{FORCE_CONFIG}`; or in the UI: "
+            f"/assets/export_json?view=partitions&partition={key} → Materialize → Open launchpad, "
+            "with that config)"
+        )
     return (
-        "retry: dagster job execute -m orderflow_exports -j export_drafts_job "
-        f'--tags \'{{"dagster/partition": "{key}"}}\'  (or in the UI: '
-        f"/assets/export_json?view=partitions&partition={key} → Materialize)"
+        f"{command}  (or in the UI: /assets/export_json?view=partitions&partition={key} "
+        "→ Materialize)"
     )
 
 
-def format_exports(records: Sequence[ExportRecord]) -> str:
+def retry_hint(record: ExportRecord, ack_path: str | None = None) -> str:
+    """What a person should do about the FAILED export ``record`` (the draft's latest attempt).
+
+    ``ack_path`` is the org's ack folder, named in the hint when known. Re-sending a FAILED
+    latest attempt needs no force: only a SENT or ACKED one blocks a new attempt.
+    """
+    from orderflow_exports.adapters.sql.ledger import SUPERSEDED
+    from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED, excerpt
+
+    command = resend_command(record.org_id, record.draft_order_id)
+    if record.error_code == SUPERSEDED:
+        return "no action needed: a forced export replaced this attempt"
+    if record.error_code == ACK_TIMEOUT:
+        folder = ack_path.rstrip("/") if ack_path else "<ack_path>"
+        return (
+            "no ack within the org's deadline. Check the ERP first: it may hold this order "
+            f"(look for export id {record.id} / file {record.filename} in its inbox and in "
+            f"{folder}/error/). Re-send only if it does not (no force needed: the latest attempt "
+            f"is FAILED): {command}. Timeouts are never declared while the org's ack folder "
+            "cannot be read"
+        )
+    if record.error_code == ERP_REJECTED:
+        # The message is the ERP's text: escaped, so that it cannot drive the terminal.
+        return (
+            f'the ERP refused it: "{excerpt(record.error_message or "", 300)}". Fix the cause '
+            f"(in OrderFlow or with the ERP); a re-send makes a new attempt: {command}"
+        )
+    return f"retry: {command}"
+
+
+def format_exports(
+    records: Sequence[ExportRecord], ack_paths: Mapping[str, str] | None = None
+) -> str:
+    """The attempts as a table, then a hint for each failure that is its draft's latest attempt.
+
+    ``ack_paths`` (org → ack folder) lets a hint name the folder to look in.
+    """
+    from orderflow_exports.domain.acks import excerpt
+
     if not records:
         return "no exports"
     headers = [
@@ -120,7 +173,8 @@ def format_exports(records: Sequence[ExportRecord]) -> str:
             r.byte_size,
             r.line_count,
             r.created_at.strftime("%Y-%m-%d %H:%M:%SZ"),
-            f"{r.error_code}: {(r.error_message or '')[:80]}" if r.error_code else "",
+            # error_message may quote the ERP: escaped, never raw control characters.
+            f"{r.error_code}: {excerpt(r.error_message or '', 80)}" if r.error_code else "",
         ]
         for r in records
     ]
@@ -137,7 +191,8 @@ def format_exports(records: Sequence[ExportRecord]) -> str:
     ]
     if failed:
         text += "\n\n" + "\n".join(
-            f"{r.org_id}:{r.draft_order_id} attempt {r.attempt} FAILED — {retry_hint(r)}"
+            f"{r.org_id}:{r.draft_order_id} attempt {r.attempt} FAILED — "
+            f"{retry_hint(r, (ack_paths or {}).get(r.org_id))}"
             for r in failed
         )
     return text
@@ -279,13 +334,232 @@ def cmd_connectors_list(_: argparse.Namespace) -> int:
 def cmd_exports_list(args: argparse.Namespace) -> int:
     from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 
-    if not 1 <= args.limit <= MAX_LIST_LIMIT:
-        raise UsageError(f"--limit {args.limit} is not between 1 and {MAX_LIST_LIMIT}")
+    _check_limit(args.limit)
     if args.org is not None:
         validate_id(args.org, "--org")
     status = ExportStatus(args.status) if args.status else None
-    records = SqlExportLedger(_engine()).list(org_id=args.org, status=status, limit=args.limit)
-    emit(format_exports(records))
+    engine = _engine()
+    records = SqlExportLedger(engine).list(org_id=args.org, status=status, limit=args.limit)
+    emit(format_exports(records, _ack_paths(engine)))
+    return 0
+
+
+def _ack_paths(engine: Any) -> dict[str, str]:
+    from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+
+    return {c.org_id: c.ack_path for c in SqlConnectorConfigs(engine).list()}
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise UsageError(f"--limit {limit} is not between 1 and {MAX_LIST_LIMIT}")
+
+
+def _when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment is not None else "unknown time"
+
+
+def cmd_exports_attention(args: argparse.Namespace) -> int:
+    """Drafts a person must look at: automatic requests stopped, or the ERP timed out/refused."""
+    from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
+    from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+    from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED, excerpt
+    from orderflow_exports.domain.naming import DraftRef
+
+    _check_limit(args.limit)
+    if args.org is not None:
+        validate_id(args.org, "--org")
+    engine = _engine()
+    ledger = SqlExportLedger(engine)
+    ack_paths = _ack_paths(engine)
+    stopped = SqlExportRequests(engine).needing_person(org_id=args.org, limit=args.limit)
+    failed = ledger.latest_failed((ACK_TIMEOUT, ERP_REJECTED), org_id=args.org, limit=args.limit)
+    lines: dict[tuple[str, str], str] = {}
+    for record in failed:
+        lines[(record.org_id, record.draft_order_id)] = (
+            f"{record.org_id}:{record.draft_order_id} attempt {record.attempt} FAILED "
+            f"{record.error_code} at {_when(record.updated_at)} — "
+            f"{retry_hint(record, ack_paths.get(record.org_id))}"
+        )
+    for request in stopped:
+        key = (request.org_id, request.draft_order_id)
+        why = (
+            f"automatic requests stopped at {_when(request.needs_person_since)} after "
+            f"{request.redrive_count} re-drives ({request.last_outcome or 'no outcome'}: "
+            f"{excerpt(request.last_reason or 'no reason recorded', 300)})"
+        )
+        if key in lines:
+            lines[key] += f"; {why}"
+            continue
+        latest = ledger.latest(DraftRef(*key))
+        # A new attempt over a SENT or ACKED export needs force; over anything else it does not.
+        force = latest is not None and latest.status in (ExportStatus.SENT, ExportStatus.ACKED)
+        status = (
+            f"latest export attempt {latest.attempt} {latest.status}" if latest else "no export"
+        )
+        lines[key] = (
+            f"{request.org_id}:{request.draft_order_id} {why}; {status} — fix the cause (its "
+            "connector or the draft; a change to the draft also requests it again), then "
+            f"re-send: {resend_command(*key, force=force)}"
+        )
+    if not lines:
+        emit("no drafts need a person")
+        return 0
+    for key in sorted(lines):
+        emit(lines[key])
+    return 0
+
+
+# Notes beside parked acks are ours and small; anything larger was not written by us.
+MAX_ERROR_NOTE_BYTES = 2048
+
+
+class _OrgUnavailable(Exception):
+    """One org's error folder cannot be listed; the command goes on with the other orgs."""
+
+
+def _note_summary(note: bytes) -> str:
+    """``code: reason (rejected at)`` from a note we wrote, escaped; the note as a glimpse
+    when it does not hold those lines (someone on the ERP's side may have changed it)."""
+    from orderflow_exports.domain.acks import excerpt
+
+    fields: dict[str, str] = {}
+    for line in note.decode("utf-8", errors="replace").splitlines():
+        name, sep, value = line.partition(": ")
+        if sep and name in ("code", "reason", "rejected at"):
+            fields[name] = value
+    if "code" not in fields and "reason" not in fields:
+        return "note: " + excerpt(note.decode("utf-8", errors="replace"), 300)
+    summary = f"{excerpt(fields.get('code', '?'), 40)}: {excerpt(fields.get('reason', ''), 300)}"
+    if "rejected at" in fields:
+        summary += f" (rejected at {excerpt(fields['rejected at'], 40)})"
+    return summary
+
+
+def _error_folder_listing(
+    config: ConnectorConfig, others: list[ConnectorConfig], sessions: Any, limit: int
+) -> list[str]:
+    """The lines for one org's ``<ack_path>/error/``; raises _OrgUnavailable."""
+    import posixpath
+
+    from orderflow_exports.application.ack_processing import ERROR, ERROR_NOTE_SUFFIX
+    from orderflow_exports.domain.acks import excerpt
+    from orderflow_exports.domain.errors import ExportError
+
+    org = config.org_id
+    # A folder shared with another org would show that org's files: refused, as the ack pass does.
+    problems = connector_problems(config, others)
+    if problems:
+        raise _OrgUnavailable("connector config refused: " + "; ".join(problems))
+    folder = posixpath.join(config.ack_path, ERROR)
+    try:
+        session = sessions.session_for(config)
+        ack_entries = session.list_entries(config.ack_path)
+        found = next((e for e in ack_entries if e.name == ERROR), None)
+        if found is None:
+            return [f"{org}: no rejected acks ({folder}/ does not exist yet)"]
+        if found.kind != "dir":
+            raise _OrgUnavailable(f"{folder} is a {found.kind}, not a folder; not reading it")
+        entries = session.list_entries(folder)
+    except ExportError as exc:
+        sessions.discard(config)
+        raise _OrgUnavailable(f"[{exc.code}] {exc.message}") from None
+    by_name = {e.name: e for e in entries}
+    parked = [e for e in entries if not e.name.endswith(ERROR_NOTE_SUFFIX)]
+    parked.sort(key=lambda e: (-(e.mtime or 0.0), e.name))  # newest first
+    if not parked:
+        return [f"{org}: no rejected acks in {folder}/"]
+    lines = [f"{org}: {len(parked)} rejected ack(s) in {folder}/, newest first"]
+    for entry in parked[:limit]:
+        shown = excerpt(entry.name, 120)
+        if entry.kind != "file":
+            lines.append(f"  {shown}  (a {entry.kind}, not a parked ack; not read)")
+            continue
+        note = by_name.get(entry.name + ERROR_NOTE_SUFFIX)
+        if note is None:
+            lines.append(f"  {shown}  (no note beside it)")
+        elif note.kind != "file":
+            lines.append(f"  {shown}  (its note is a {note.kind}; not read)")
+        elif note.size is not None and note.size > MAX_ERROR_NOTE_BYTES:
+            lines.append(f"  {shown}  (its note is over {MAX_ERROR_NOTE_BYTES} bytes; not shown)")
+        else:
+            try:
+                text = session.read_file(folder, note.name, MAX_ERROR_NOTE_BYTES)
+            except ExportError as exc:
+                if exc.transient:
+                    sessions.discard(config)
+                    raise _OrgUnavailable(f"[{exc.code}] {exc.message}") from None
+                lines.append(f"  {shown}  (its note cannot be read: {excerpt(exc.message)})")
+                continue
+            lines.append(f"  {shown}  {_note_summary(text)}")
+    if len(parked) > limit:
+        lines.append(f"  ... and {len(parked) - limit} more (raise --limit to see them)")
+    return lines
+
+
+def cmd_acks_errors(args: argparse.Namespace) -> int:
+    """List each org's refused acks (``<ack_path>/error/``) with the reason noted beside them."""
+    from orderflow_exports.adapters.dropzones import DropzoneSessions
+    from orderflow_exports.adapters.secrets import SecretScope
+    from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+    from orderflow_exports.defs.settings import resolve_secret_dirs
+    from orderflow_exports.domain.acks import excerpt
+
+    _check_limit(args.limit)
+    if args.org is not None:
+        validate_id(args.org, "--org")
+    configs = SqlConnectorConfigs(_engine()).list()
+    enabled = [c for c in configs if c.enabled]
+    if args.org is not None:
+        chosen = [c for c in configs if c.org_id == args.org]
+        if not chosen:
+            raise UsageError(
+                f"org {args.org} has no connector (see `orderflow-exports connectors list`)"
+            )
+    else:
+        chosen = enabled
+    if not chosen:
+        emit("no enabled connectors")
+        return 0
+    try:
+        scope = SecretScope(resolve_secret_dirs(None))
+    except ValueError as exc:
+        raise EnvironmentProblem(str(exc)) from None
+
+    # The same sessions the ack pass opens: pinned host keys, secrets from the org's scope.
+    def sftp_settings() -> Any:
+        # Imported only when an org uses SFTP: local-only setups never load paramiko.
+        from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+
+        return SftpSettings(secrets=scope)
+
+    sessions = DropzoneSessions(sftp_settings_factory=sftp_settings)
+    unavailable: list[str] = []
+    try:
+        for config in chosen:
+            others = [c for c in enabled if c.org_id != config.org_id]
+            try:
+                lines = _error_folder_listing(config, others, sessions, args.limit)
+            except _OrgUnavailable as exc:
+                lines = [f"{config.org_id}: cannot list its error folder: {excerpt(str(exc), 400)}"]
+                unavailable.append(config.org_id)
+            except Exception as exc:  # noqa: BLE001 - one org's fault must not hide the others
+                sessions.discard(config)
+                lines = [
+                    f"{config.org_id}: cannot list its error folder: unexpected "
+                    f"{type(exc).__name__}: {excerpt(str(exc), 300)}"
+                ]
+                unavailable.append(config.org_id)
+            for line in lines:
+                emit(line)
+    finally:
+        sessions.close()
+    if unavailable:
+        return _fail(
+            f"the error folders of {len(unavailable)} org(s) could not be listed: "
+            + ", ".join(unavailable),
+            EXIT_ENVIRONMENT,
+        )
     return 0
 
 
@@ -343,6 +617,22 @@ def build_parser() -> argparse.ArgumentParser:
     elist.add_argument("--status", choices=[s.value for s in ExportStatus])
     elist.add_argument("--limit", type=int, default=100)
     elist.set_defaults(func=cmd_exports_list)
+
+    attention = esub.add_parser(
+        "attention", help="drafts that need a person (stopped re-drives, ACK_TIMEOUT, rejected)"
+    )
+    attention.add_argument("--org")
+    attention.add_argument("--limit", type=int, default=100, help="per kind of problem")
+    attention.set_defaults(func=cmd_exports_attention)
+
+    acks = groups.add_parser("acks", help="ack files in the ERP dropzones")
+    asub = acks.add_subparsers(dest="cmd", required=True)
+    aerrors = asub.add_parser(
+        "errors", help="refused acks in each enabled org's <ack_path>/error/, with the reason"
+    )
+    aerrors.add_argument("--org", help="only this org (also when its connector is disabled)")
+    aerrors.add_argument("--limit", type=int, default=50, help="files shown per org")
+    aerrors.set_defaults(func=cmd_acks_errors)
 
     groups.add_parser("demo", help="seed demo data and run the export job").set_defaults(
         func=cmd_demo

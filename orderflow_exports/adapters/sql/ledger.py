@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -204,6 +205,36 @@ class SqlExportLedger:
             query = query.where(erp_export.c.status == str(status))
         with self._engine.connect() as conn:
             return [_record(row._mapping) for row in conn.execute(query.limit(limit))]
+
+    def latest_failed(
+        self, error_codes: Iterable[str], *, org_id: str | None = None, limit: int = 100
+    ) -> builtins.list[ExportRecord]:
+        """FAILED exports with one of ``error_codes`` that are still their draft's latest
+        attempt (a later attempt has taken over from the others), oldest first."""
+        later = erp_export.alias("later")
+        newer_attempt = (
+            select(later.c.id)
+            .where(
+                later.c.org_id == erp_export.c.org_id,
+                later.c.draft_order_id == erp_export.c.draft_order_id,
+                later.c.attempt > erp_export.c.attempt,
+            )
+            .exists()
+        )
+        query = (
+            select(erp_export)
+            .where(
+                erp_export.c.status == str(ExportStatus.FAILED),
+                erp_export.c.error_code.in_(list(error_codes)),
+                ~newer_attempt,
+            )
+            .order_by(erp_export.c.updated_at, erp_export.c.id)
+            .limit(limit)
+        )
+        if org_id is not None:
+            query = query.where(erp_export.c.org_id == org_id)
+        with self._engine.connect() as conn:
+            return [_record(row._mapping) for row in conn.execute(query)]
 
     def sent_before(self, org_id: str, cutoff: datetime, limit: int) -> builtins.list[ExportRecord]:
         query = (
