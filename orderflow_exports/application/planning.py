@@ -9,7 +9,8 @@ reason; the tick goes on with the others.
 Outcomes (:func:`outcome_of_error`): a refused draft → REFUSED; an org without an enabled
 connector → NOT_CONFIGURED; a login that already failed in the run → NOT_ATTEMPTED (PERMANENT
 when that failure was permanent); other transport errors → TRANSIENT or PERMANENT by their
-classification; a draft another live run holds → nothing recorded (that run reports).
+classification; a draft another live run holds, or whose export row another run settled while
+this one stalled (``ClaimLost``) → nothing recorded (that other run reports).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from orderflow_exports.application.export_service import Logger
 from orderflow_exports.domain.drafts import refusal_reason
 from orderflow_exports.domain.errors import (
     AlreadyInFlight,
+    ClaimLost,
     ConnectorNotConfigured,
     DraftRefused,
     ExportError,
@@ -135,7 +137,9 @@ def plan_requests(
 
 def outcome_of_error(exc: OrderflowError) -> RequestOutcome | None:
     """The request outcome of a failed try, None when another live run owns the draft."""
-    if isinstance(exc, AlreadyInFlight):
+    if isinstance(exc, AlreadyInFlight | ClaimLost):
+        # A late report of a run that lost its row must not overwrite what the run that took
+        # over recorded (it may have sent the draft).
         return None
     if isinstance(exc, DraftRefused):
         return RequestOutcome.REFUSED

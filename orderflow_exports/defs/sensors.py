@@ -23,7 +23,7 @@ from orderflow_exports.defs.partitions import (
     approved_drafts_partitions,
 )
 from orderflow_exports.defs.resources import DatabaseResource
-from orderflow_exports.domain.export_requests import RequestReason
+from orderflow_exports.domain.export_requests import MAX_REDRIVES, RequestReason, gives_up
 
 DROPZONE_HOST_TAG = "orderflow/dropzone_host"
 MAX_DRAFTS_PER_TICK = 1000
@@ -114,6 +114,14 @@ def evaluate_approved_drafts(
             [(p.ref, p.previous, p.reason, p.draft_updated_at) for p in plan.planned], at=now
         )
     )
+    given_up = [
+        p for p in plan.planned if p.previous is not None and gives_up(p.previous, p.reason)
+    ]
+    for request in given_up:
+        context.log.warning(
+            f"{request.ref}: needs a person, no longer requested automatically: "
+            f"{MAX_REDRIVES} re-drives used up and no run reported"
+        )
     plan.planned = [p for p in plan.planned if p.ref in recorded]
     again = [
         p for p in plan.planned if p.previous is not None and p.reason is not RequestReason.NEW
@@ -129,6 +137,10 @@ def evaluate_approved_drafts(
     if len(again) > _LOGGED_SKIPS:
         context.log.info(f"requested again: {len(again) - _LOGGED_SKIPS} more drafts")
     if not plan.planned:
+        if given_up:
+            return dg.SkipReason(
+                f"{len(given_up)} draft(s) need a person: re-drives used up, no run reported"
+            )
         return dg.SkipReason("every planned request was taken over by a concurrent update")
     runs, new_keys = _run_requests(plan, known, now)
     return dg.SensorResult(

@@ -196,6 +196,8 @@ def _ship_to(value: Any) -> dict[str, Any]:
             decoded = json.loads(value)
         except ValueError:
             raise _BadValue("ship_to", value, "is not JSON") from None
+        except RecursionError:
+            raise _BadValue("ship_to", value, "is nested too deeply to read") from None
         if not isinstance(decoded, dict):
             raise _BadValue("ship_to", value, "is not a JSON object")
         value = decoded

@@ -3,7 +3,12 @@
 One record per draft that ``approved_drafts_sensor`` requested or a run reported on. It answers
 "should this APPROVED draft, which has no PENDING/SENT/ACKED export, be requested now?":
 
+- **never again**: any ``erp_export`` row of the draft has ``sent_at`` set → never requested
+  automatically, whatever its record says: the draft reached the ERP once, which may hold it, so
+  only a person re-sends it;
 - **new**: no record and no ``erp_export`` row at all → request it;
+- **failed before records were kept**: no record, and the latest export is FAILED with an error
+  that may pass (:data:`REDRIVABLE_FAILURE_CODES`) → a re-drive, bounded like any other;
 - **changed**: the draft's ``updated_at`` is later than the one seen at its last request, and
   the last outcome needed the draft or a person (REFUSED, PERMANENT, or re-drives used up) →
   request it again, with a fresh re-drive budget. A draft refused because it was no longer
@@ -13,7 +18,8 @@ One record per draft that ``approved_drafts_sensor`` requested or a run reported
   after an outcome that may pass (TRANSIENT, NOT_ATTEMPTED, NOT_CONFIGURED), with a backoff of
   1, 2, 4, … minutes capped at 1 hour, and after a request whose run never reported (an hour
   later). After :data:`MAX_REDRIVES` re-drives the draft stops being requested and is marked as
-  needing a person (``needs_person_since``), as is any PERMANENT outcome;
+  needing a person (``needs_person_since``), as is any PERMANENT outcome; this holds for
+  requests no run ever reported on as well (a run killed every time it starts);
 - otherwise (requested and not reported yet, refused and unchanged, permanent, needs a person)
   → not requested.
 
@@ -28,6 +34,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from orderflow_exports.domain.drafts import DraftOrder
+from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import DraftRef
 
 MAX_REDRIVES = 8
@@ -37,6 +44,12 @@ MAX_BACKOFF = timedelta(hours=1)
 # anything) is re-driven after this long; its export service run reconciles any PENDING row.
 UNREPORTED_REQUEST_AFTER = timedelta(hours=1)
 _REASON_LIMIT = 2000
+# Error codes of a FAILED export that trying again later can cure: connection trouble, a full or
+# failing disk, a run that died and was reconciled. Used for drafts that failed before request
+# records were kept, whose outcome is known only from their export row.
+REDRIVABLE_FAILURE_CODES = frozenset(
+    {ExportError.CONNECTION, ExportError.TIMEOUT, ExportError.IO, ExportError.INTERRUPTED}
+)
 
 
 class RequestOutcome(StrEnum):
@@ -97,6 +110,8 @@ class Candidate:
     draft: DraftOrder
     request: ExportRequest | None
     has_exports: bool  # any erp_export row at all (FAILED ones included)
+    ever_sent: bool = False  # any erp_export row with sent_at set: it reached the ERP once
+    latest_failure_code: str | None = None  # error_code of the latest export, when it FAILED
 
 
 @dataclass(frozen=True)
@@ -141,9 +156,15 @@ def backoff(redrives_so_far: int) -> timedelta:
 
 def request_reason(candidate: Candidate, now: datetime) -> RequestReason | None:
     """Why ``candidate`` is requested at ``now``, or None when it is not (module docstring)."""
+    if candidate.ever_sent:
+        return None
     request = candidate.request
     if request is None:
-        return None if candidate.has_exports else RequestReason.NEW
+        if not candidate.has_exports:
+            return RequestReason.NEW
+        if candidate.latest_failure_code in REDRIVABLE_FAILURE_CODES:
+            return RequestReason.REDRIVE
+        return None
     changed = (
         request.draft_updated_at is not None
         and candidate.draft.updated_at > request.draft_updated_at
@@ -159,8 +180,24 @@ def request_reason(candidate: Candidate, now: datetime) -> RequestReason | None:
 def on_request(
     previous: ExportRequest | None, reason: RequestReason, now: datetime
 ) -> RequestUpdate:
-    """The record after the sensor requests the draft for ``reason``."""
-    redrives = previous.redrive_count + 1 if previous and reason is RequestReason.REDRIVE else 0
+    """The record after the sensor requests the draft for ``reason``.
+
+    When :func:`gives_up` holds, the draft is not requested: the record says it needs a person.
+    """
+    if previous is not None and gives_up(previous, reason):
+        return RequestUpdate(
+            redrive_count=previous.redrive_count,
+            last_outcome=previous.last_outcome,
+            last_reason=(
+                f"requested {previous.request_count} times, no run reported; needs a person"
+            ),
+            last_outcome_at=now,
+            next_due_at=None,
+            needs_person_since=now,
+        )
+    redrives = 0
+    if reason is RequestReason.REDRIVE:
+        redrives = (previous.redrive_count if previous else 0) + 1
     return RequestUpdate(
         redrive_count=redrives,
         last_outcome=None,
@@ -169,6 +206,15 @@ def on_request(
         next_due_at=now + UNREPORTED_REQUEST_AFTER,
         needs_person_since=None,
     )
+
+
+def gives_up(previous: ExportRequest, reason: RequestReason) -> bool:
+    """True when a re-drive of ``previous`` would pass the cap: a person must act instead.
+
+    Only a request no run reported on is still due when its re-drives are used up (a reported
+    outcome past the cap already set ``needs_person_since``).
+    """
+    return reason is RequestReason.REDRIVE and previous.redrive_count >= MAX_REDRIVES
 
 
 def on_outcome(

@@ -40,6 +40,7 @@ from orderflow_exports.domain.drafts import (
 )
 from orderflow_exports.domain.errors import OrderflowError
 from orderflow_exports.domain.export_requests import (
+    REDRIVABLE_FAILURE_CODES,
     SETTLED_OUTCOMES,
     Candidate,
     CandidatePage,
@@ -49,7 +50,7 @@ from orderflow_exports.domain.naming import DraftRef
 
 # What reading one bad core row can raise (an undecodable JSON or date column, a refused field);
 # a database that cannot be reached raises other errors, which must not pass for a bad draft.
-ROW_ERRORS = (OrderflowError, ValueError, TypeError, LookupError)
+ROW_ERRORS = (OrderflowError, ValueError, TypeError, LookupError, RecursionError)
 _BLOCKING_STATUSES = ("PENDING", "SENT", "ACKED")
 
 
@@ -158,9 +159,11 @@ class SqlDraftSource:
     ) -> CandidatePage:
         """APPROVED drafts that may need a request now, oldest approval first, one page.
 
-        A candidate has no PENDING, SENT or ACKED export and either no request record and no
-        export at all, or a record that is due (``next_due_at <= now``) or older than the
-        draft's last change after a settled outcome — a superset of what
+        A candidate has no PENDING, SENT or ACKED export, no export that was ever sent
+        (``sent_at`` set: only a person re-sends those), and either no request record and no
+        export at all, or no record and a latest export FAILED with an error that may pass, or
+        a record that is due (``next_due_at <= now``) or older than the draft's last change
+        after a settled outcome — a superset of what
         ``domain.export_requests.request_reason`` accepts, so the planner decides. Each draft
         is read on its own terms: one that cannot be decoded is reported in ``unreadable`` and
         the page goes on. ``after`` is the previous page's ``cursor``.
@@ -171,6 +174,20 @@ class SqlDraftSource:
         )
         blocking = exists().where(same_draft, e.c.status.in_(_BLOCKING_STATUSES))
         any_export = exists().where(same_draft)
+        ever_sent = exists().where(same_draft, e.c.sent_at.is_not(None))
+        latest = erp_export.alias("latest")
+        latest_failure_code = (
+            select(latest.c.error_code)
+            .where(
+                latest.c.org_id == draft_order.c.org_id,
+                latest.c.draft_order_id == draft_order.c.id,
+                latest.c.status == "FAILED",
+            )
+            .order_by(latest.c.attempt.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        redrivable = [str(code) for code in REDRIVABLE_FAILURE_CODES]
         approved = func.coalesce(draft_order.c.approved_at, draft_order.c.updated_at)
         # The sort key travels raw (never decoded): a garbage timestamp on SQLite must not stop
         # the paging, and the raw value compares as the column does on either database.
@@ -182,6 +199,7 @@ class SqlDraftSource:
                 draft_order.c.id.label("d_id"),
                 raw_key.label("sort_key"),
                 any_export.label("has_exports"),
+                latest_failure_code.label("latest_failure_code"),
                 *(c.label(f"r_{c.name}") for c in r.c),
             )
             .select_from(
@@ -195,8 +213,10 @@ class SqlDraftSource:
             .where(
                 draft_order.c.status == APPROVED,
                 ~blocking,
+                ~ever_sent,
                 or_(
                     and_(r.c.revision.is_(None), ~any_export),
+                    and_(r.c.revision.is_(None), latest_failure_code.in_(redrivable)),
                     r.c.next_due_at <= now,
                     and_(
                         draft_order.c.updated_at > r.c.draft_updated_at,
@@ -221,6 +241,8 @@ class SqlDraftSource:
                 draft=drafts[(m["d_org_id"], m["d_id"])],
                 request=request_from_row(m, prefix="r_"),
                 has_exports=bool(m["has_exports"]),
+                ever_sent=False,  # excluded by the query
+                latest_failure_code=m["latest_failure_code"],
             )
             for m in rows
             if (m["d_org_id"], m["d_id"]) in drafts

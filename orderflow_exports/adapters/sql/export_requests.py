@@ -16,6 +16,7 @@ from orderflow_exports.domain.export_requests import (
     RequestOutcome,
     RequestReason,
     RequestUpdate,
+    gives_up,
     on_outcome,
     on_request,
 )
@@ -107,12 +108,24 @@ class SqlExportRequests:
         """Record that each ``(ref, record seen, reason, draft updated_at)`` is requested now.
 
         Returns the refs recorded; a draft whose record changed since it was read (another
-        writer won the compare-and-set) is left out, and the next tick plans it again.
+        writer won the compare-and-set) is left out, and the next tick plans it again. A draft
+        whose re-drives are used up (``gives_up``) is marked as needing a person instead and
+        left out as well: it is not requested.
         """
         recorded: list[DraftRef] = []
         fresh: list[tuple[DraftRef, dict[str, Any]]] = []
         with self._engine.begin() as conn:
             for ref, previous, reason, draft_updated_at in planned:
+                if previous is not None and gives_up(previous, reason):
+                    # The draft as it is now is the one given up on: only a later change of it
+                    # counts as a reason to try again.
+                    values = {
+                        **_values(on_request(previous, reason, at)),
+                        "draft_updated_at": draft_updated_at,
+                        "updated_at": at,
+                    }
+                    self._write(conn, ref, previous, values, requested=False)
+                    continue
                 values = {
                     **_values(on_request(previous, reason, at)),
                     "last_requested_at": at,
