@@ -240,11 +240,13 @@ class LocalDropzoneSession:
                 f"{final} already exists; not replacing it",
                 transient=False,
             )
+        claimed = False
         try:
             try:
                 self._write_temp(source, temp, expected_size)
                 if before_rename is not None:
                     before_rename()  # raises when this export is no longer ours: no rename
+                    claimed = True
                 try:
                     _link_no_replace(temp, final)
                 except FileNotFoundError as exc:
@@ -259,9 +261,12 @@ class LocalDropzoneSession:
             except OSError as exc:
                 raise classify_os_error(exc, f"writing {final}") from exc
         finally:
-            # The rename is one system call with a definite answer: whatever happened, the temp
-            # name is no longer needed (after a rename it is already gone).
-            _remove_quietly(temp)
+            # Once the rename right is claimed, the caller settles a failure by the temp file:
+            # still there means never renamed (it removes it and may try again), gone means the
+            # rename may have happened. Removing it here would turn a refused rename into "sent".
+            # After a successful rename the temp name is already gone.
+            if not claimed:
+                _remove_quietly(temp)
         return str(final)
 
     def remove_temp(self, folder: str, final_name: str) -> bool:

@@ -724,6 +724,9 @@ class _PublishState:
     """What a publish attempt has done, so that a repeat after a dropped connection is safe."""
 
     temp_opened: bool = False
+    claimed: bool = False
+    """The caller's rename right was taken: from then on the caller settles a failure by looking
+    at the temp file, so it is left where it is."""
     rename_sent: bool = False
 
 
@@ -1047,9 +1050,10 @@ class SftpDropzoneSession:
                     ),
                 )
             except ExportError:
-                # After a rename whose reply was lost the temp file is evidence: still there, the
-                # rename did not happen. The caller settles it; removing it here would hide that.
-                if state.temp_opened and not state.rename_sent:
+                # Once the rename right is claimed the temp file is evidence: still there, the
+                # rename did not happen (after a refusal, or a lost reply). The caller settles it;
+                # removing it here would make a refused rename look like a delivered file.
+                if state.temp_opened and not (state.claimed or state.rename_sent):
                     self._discard_temp(temp_path)
                 raise
 
@@ -1117,6 +1121,7 @@ class SftpDropzoneSession:
             )
         if before_rename is not None:
             before_rename()  # raises when this export is no longer ours: no rename
+            state.claimed = True
         state.rename_sent = True
         try:
             renamed = self._rename_no_replace(conn, temp_path, final_path)
