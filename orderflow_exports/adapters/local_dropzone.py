@@ -17,6 +17,8 @@ from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import is_our_temp_file, temp_filename
 from orderflow_exports.domain.ports import FolderEntry, NotARegularFile
 
+#: Entries a folder listing may have before the folder is refused as too large (both dropzones).
+DEFAULT_MAX_LISTING_ENTRIES = 10_000
 _COPY_CHUNK = 1024 * 1024
 _SENDFILE_CHUNK = 64 * 1024 * 1024
 # sendfile() refusing this pair of files (not the data): the plain copy works everywhere.
@@ -217,7 +219,16 @@ def _create_exclusive(dir_fd: int, name: str) -> int:
 
 
 class LocalDropzoneSession:
-    """``DropzoneSession`` on the local file system: temp file, fsync, size check, no-replace."""
+    """``DropzoneSession`` on the local file system: temp file, fsync, size check, no-replace.
+
+    ``max_listing_entries`` bounds a folder listing: a folder with more entries is reported as
+    too large rather than read into memory.
+    """
+
+    def __init__(self, max_listing_entries: int = DEFAULT_MAX_LISTING_ENTRIES) -> None:
+        if max_listing_entries < 1:
+            raise ValueError("max_listing_entries must be at least 1")
+        self._max_listing_entries = max_listing_entries
 
     def publish(
         self,
@@ -315,12 +326,25 @@ class LocalDropzoneSession:
         return sorted(removed)
 
     def list_entries(self, folder: str) -> list[FolderEntry]:
+        limit = self._max_listing_entries
+        entries: list[FolderEntry] = []
         try:
             with os.scandir(folder) as scan:
-                entries = [_entry_of(entry) for entry in scan]
+                for dir_entry in scan:
+                    entry = _entry_of(dir_entry)
+                    if entry is None:
+                        continue
+                    if len(entries) >= limit:
+                        raise ExportError(
+                            ExportError.IO,
+                            f"folder {folder} has more than {limit} entries; not reading it "
+                            "(fewer files there, or a higher max_listing_entries)",
+                            transient=False,
+                        )
+                    entries.append(entry)
         except OSError as exc:
             raise _folder_error(exc, folder) from exc
-        return sorted((e for e in entries if e is not None), key=lambda e: e.name)
+        return sorted(entries, key=lambda e: e.name)
 
     def list_files(self, folder: str) -> list[str]:
         return [entry.name for entry in self.list_entries(folder) if entry.kind == "file"]
