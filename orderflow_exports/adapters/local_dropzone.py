@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from orderflow_exports.domain.errors import ExportError
-from orderflow_exports.domain.naming import is_our_temp_file, temp_filename
+from orderflow_exports.domain.naming import (
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    is_our_temp_file,
+    temp_filename,
+)
 from orderflow_exports.domain.ports import FolderEntry, NotARegularFile
 
 #: Entries a folder listing may have before the folder is refused as too large (both dropzones).
@@ -37,6 +42,11 @@ def classify_os_error(exc: OSError, action: str) -> ExportError:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return ExportError(ExportError.CONFIG, message, transient=False)
     return ExportError(ExportError.IO, message, transient=True)
+
+
+def final_name_of_temp(temp_name: str) -> str:
+    """The final name a temp file of ours stands for (the inverse of ``temp_filename``)."""
+    return temp_name[len(TEMP_PREFIX) : len(temp_name) - len(TEMP_SUFFIX)]
 
 
 def _remove_quietly(path: Path) -> None:
@@ -309,7 +319,17 @@ class LocalDropzoneSession:
     def exists(self, folder: str, name: str) -> bool:
         return (Path(folder) / name).exists()
 
-    def sweep_stale_temps(self, folder: str, older_than: timedelta) -> list[str]:
+    def sweep_stale_temps(
+        self,
+        folder: str,
+        older_than: timedelta,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[str]:
+        """Remove our temp files older than ``older_than``; their names.
+
+        ``keep`` is asked, with the final name a stale temp file stands for, whether to leave it:
+        the temp file of a row whose rename right is taken is the evidence its settling needs.
+        """
         directory = Path(folder)
         if not directory.is_dir():
             return []
@@ -320,6 +340,7 @@ class LocalDropzoneSession:
                 is_our_temp_file(entry.name)
                 and entry.is_file(follow_symlinks=False)
                 and entry.stat(follow_symlinks=False).st_mtime < cutoff
+                and not (keep is not None and keep(final_name_of_temp(entry.name)))
             ):
                 Path(entry.path).unlink(missing_ok=True)
                 removed.append(entry.name)

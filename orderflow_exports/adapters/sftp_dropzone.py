@@ -79,6 +79,7 @@ from paramiko.sftp_attr import SFTPAttributes
 from orderflow_exports.adapters.local_dropzone import (
     DEFAULT_MAX_LISTING_ENTRIES,
     classify_os_error,
+    final_name_of_temp,
 )
 from orderflow_exports.adapters.secrets import SecretScope, resolve_secret
 from orderflow_exports.domain.errors import ExportError, RenameOutcomeUnknown
@@ -1339,11 +1340,18 @@ class SftpDropzoneSession:
             self._orphans.discard(path)
             return removed
 
-    def sweep_stale_temps(self, folder: str, older_than: timedelta) -> list[str]:
+    def sweep_stale_temps(
+        self,
+        folder: str,
+        older_than: timedelta,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[str]:
         """Remove our temp files in ``folder`` older than ``older_than`` (by the server's mtime).
 
         Ages compare the server's modification times with this machine's clock; keep the age far
-        above any clock skew (hours, not seconds).
+        above any clock skew (hours, not seconds). ``keep`` is asked, with the final name a stale
+        temp file stands for, whether to leave it (the temp file of a row whose rename right is
+        taken is the evidence its settling needs).
         """
 
         def sweep(conn: _Connection) -> list[str]:
@@ -1366,6 +1374,9 @@ class SftpDropzoneSession:
                     if entry.st_mtime is None or entry.st_mtime >= cutoff:
                         continue
                     stale.append(entry.filename)
+            if keep is not None:
+                # Asked once the listing is closed: the answer may take a database round trip.
+                stale = [name for name in stale if not keep(final_name_of_temp(name))]
             removed = []
             for name in stale:
                 try:
