@@ -14,9 +14,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from orderflow_exports.domain.errors import ExportError
-from orderflow_exports.domain.naming import is_our_temp_file, temp_filename
+from orderflow_exports.domain.naming import (
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    is_our_temp_file,
+    temp_filename,
+)
 from orderflow_exports.domain.ports import FolderEntry, NotARegularFile
 
+#: Entries a folder listing may have before the folder is refused as too large (both dropzones).
+DEFAULT_MAX_LISTING_ENTRIES = 10_000
 _COPY_CHUNK = 1024 * 1024
 _SENDFILE_CHUNK = 64 * 1024 * 1024
 # sendfile() refusing this pair of files (not the data): the plain copy works everywhere.
@@ -35,6 +42,11 @@ def classify_os_error(exc: OSError, action: str) -> ExportError:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return ExportError(ExportError.CONFIG, message, transient=False)
     return ExportError(ExportError.IO, message, transient=True)
+
+
+def final_name_of_temp(temp_name: str) -> str:
+    """The final name a temp file of ours stands for (the inverse of ``temp_filename``)."""
+    return temp_name[len(TEMP_PREFIX) : len(temp_name) - len(TEMP_SUFFIX)]
 
 
 def _remove_quietly(path: Path) -> None:
@@ -217,7 +229,16 @@ def _create_exclusive(dir_fd: int, name: str) -> int:
 
 
 class LocalDropzoneSession:
-    """``DropzoneSession`` on the local file system: temp file, fsync, size check, no-replace."""
+    """``DropzoneSession`` on the local file system: temp file, fsync, size check, no-replace.
+
+    ``max_listing_entries`` bounds a folder listing: a folder with more entries is reported as
+    too large rather than read into memory.
+    """
+
+    def __init__(self, max_listing_entries: int = DEFAULT_MAX_LISTING_ENTRIES) -> None:
+        if max_listing_entries < 1:
+            raise ValueError("max_listing_entries must be at least 1")
+        self._max_listing_entries = max_listing_entries
 
     def publish(
         self,
@@ -240,11 +261,13 @@ class LocalDropzoneSession:
                 f"{final} already exists; not replacing it",
                 transient=False,
             )
+        claimed = False
         try:
             try:
                 self._write_temp(source, temp, expected_size)
                 if before_rename is not None:
                     before_rename()  # raises when this export is no longer ours: no rename
+                    claimed = True
                 try:
                     _link_no_replace(temp, final)
                 except FileNotFoundError as exc:
@@ -259,9 +282,12 @@ class LocalDropzoneSession:
             except OSError as exc:
                 raise classify_os_error(exc, f"writing {final}") from exc
         finally:
-            # The rename is one system call with a definite answer: whatever happened, the temp
-            # name is no longer needed (after a rename it is already gone).
-            _remove_quietly(temp)
+            # Once the rename right is claimed, the caller settles a failure by the temp file:
+            # still there means never renamed (it removes it and may try again), gone means the
+            # rename may have happened. Removing it here would turn a refused rename into "sent".
+            # After a successful rename the temp name is already gone.
+            if not claimed:
+                _remove_quietly(temp)
         return str(final)
 
     def remove_temp(self, folder: str, final_name: str) -> bool:
@@ -293,7 +319,17 @@ class LocalDropzoneSession:
     def exists(self, folder: str, name: str) -> bool:
         return (Path(folder) / name).exists()
 
-    def sweep_stale_temps(self, folder: str, older_than: timedelta) -> list[str]:
+    def sweep_stale_temps(
+        self,
+        folder: str,
+        older_than: timedelta,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[str]:
+        """Remove our temp files older than ``older_than``; their names.
+
+        ``keep`` is asked, with the final name a stale temp file stands for, whether to leave it:
+        the temp file of a row whose rename right is taken is the evidence its settling needs.
+        """
         directory = Path(folder)
         if not directory.is_dir():
             return []
@@ -304,18 +340,32 @@ class LocalDropzoneSession:
                 is_our_temp_file(entry.name)
                 and entry.is_file(follow_symlinks=False)
                 and entry.stat(follow_symlinks=False).st_mtime < cutoff
+                and not (keep is not None and keep(final_name_of_temp(entry.name)))
             ):
                 Path(entry.path).unlink(missing_ok=True)
                 removed.append(entry.name)
         return sorted(removed)
 
     def list_entries(self, folder: str) -> list[FolderEntry]:
+        limit = self._max_listing_entries
+        entries: list[FolderEntry] = []
         try:
             with os.scandir(folder) as scan:
-                entries = [_entry_of(entry) for entry in scan]
+                for dir_entry in scan:
+                    entry = _entry_of(dir_entry)
+                    if entry is None:
+                        continue
+                    if len(entries) >= limit:
+                        raise ExportError(
+                            ExportError.IO,
+                            f"folder {folder} has more than {limit} entries; not reading it "
+                            "(fewer files there, or a higher max_listing_entries)",
+                            transient=False,
+                        )
+                    entries.append(entry)
         except OSError as exc:
             raise _folder_error(exc, folder) from exc
-        return sorted((e for e in entries if e is not None), key=lambda e: e.name)
+        return sorted(entries, key=lambda e: e.name)
 
     def list_files(self, folder: str) -> list[str]:
         return [entry.name for entry in self.list_entries(folder) if entry.kind == "file"]

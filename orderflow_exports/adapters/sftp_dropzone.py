@@ -27,7 +27,7 @@ import threading
 import time
 from base64 import b64decode, b64encode
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from hashlib import sha256
@@ -76,7 +76,11 @@ from paramiko.sftp import (
 )
 from paramiko.sftp_attr import SFTPAttributes
 
-from orderflow_exports.adapters.local_dropzone import classify_os_error
+from orderflow_exports.adapters.local_dropzone import (
+    DEFAULT_MAX_LISTING_ENTRIES,
+    classify_os_error,
+    final_name_of_temp,
+)
 from orderflow_exports.adapters.secrets import SecretScope, resolve_secret
 from orderflow_exports.domain.errors import ExportError, RenameOutcomeUnknown
 from orderflow_exports.domain.naming import is_our_temp_file, temp_filename
@@ -145,6 +149,12 @@ class SftpSettings:
     """Ask the server to flush the file to disk (``fsync@openssh.com``, when offered) before it
     gets its final name, so an ERP never reads a file a server crash can still truncate."""
 
+    max_listing_entries: int = DEFAULT_MAX_LISTING_ENTRIES
+    """A folder listing (the ack folder) stops after this many entries and the folder is
+    reported as too large, an error for its org: a server that lists without end (or a folder
+    nobody empties) cannot run this process out of memory. The sweep of stale temp files looks
+    at no more than this many entries either."""
+
     secrets: SecretScope | None = None
     """Where ``file:`` secret references may point (see adapters/secrets.py); None: the
     process's ``ORDERFLOW_SECRET_DIRS`` (or its default), read when a secret is resolved."""
@@ -157,6 +167,8 @@ class SftpSettings:
             raise ValueError("keepalive_interval must be 0 (off) or positive")
         if not 1024 <= self.write_request_size <= OPENSSH_MAX_WRITE:
             raise ValueError(f"write_request_size must be between 1024 and {OPENSSH_MAX_WRITE}")
+        if self.max_listing_entries < 1:
+            raise ValueError("max_listing_entries must be at least 1")
         if self.max_outstanding_writes < 1:
             raise ValueError("max_outstanding_writes must be at least 1")
         if not self.preferred_ciphers:
@@ -661,9 +673,13 @@ class _Connection:
         _bsize, frsize, _blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
         return int(frsize * bavail)
 
-    def listdir(self, folder: str) -> list[SFTPAttributes]:
+    def iter_listdir(self, folder: str) -> Generator[SFTPAttributes, None, None]:
+        """The entries of ``folder`` (without ``.`` and ``..``), one READDIR reply at a time.
+
+        Nothing is collected here, so a caller that stops early holds no more than one reply;
+        closing the iterator releases the folder handle.
+        """
         handle = _handle(self.reply(self.send(CMD_OPENDIR, folder)), folder)
-        entries: list[SFTPAttributes] = []
         try:
             while True:
                 t, msg = self.reply(self.send(CMD_READDIR, handle))
@@ -672,16 +688,38 @@ class _Connection:
                         _raise_for_status(t, msg, folder)
                     except SftpStatusError as exc:
                         if exc.sftp_code == SFTP_EOF:
-                            break
+                            return
                         raise
                     raise SFTPError(f"unexpected reply {t} to a listing of {folder}")
+                # The count is the server's word: a reply may claim billions of entries, so each
+                # one is handed on as it is parsed, never gathered first.
                 for _ in range(msg.get_int()):
                     filename = msg.get_text()
                     longname = msg.get_text()
-                    entries.append(SFTPAttributes._from_msg(msg, filename, longname))
+                    entry = SFTPAttributes._from_msg(msg, filename, longname)
+                    if filename not in (".", ".."):
+                        yield entry
         finally:
             self.close_quietly(handle)
-        return [entry for entry in entries if entry.filename not in (".", "..")]
+
+    def listdir(self, folder: str, max_entries: int) -> list[SFTPAttributes]:
+        """The entries of ``folder``; FolderTooLarge once there are more than ``max_entries``."""
+        entries: list[SFTPAttributes] = []
+        with contextlib.closing(self.iter_listdir(folder)) as listing:
+            for entry in listing:
+                if len(entries) >= max_entries:
+                    raise FolderTooLarge(folder, max_entries)
+                entries.append(entry)
+        return entries
+
+
+class FolderTooLarge(Exception):
+    """A folder listing went past its limit; it was stopped there and nothing of it is used."""
+
+    def __init__(self, folder: str, limit: int) -> None:
+        super().__init__(f"{folder} has more than {limit} entries")
+        self.folder = folder
+        self.limit = limit
 
 
 def _raise_for_status(t: int, msg: Message, path: str) -> None:
@@ -724,6 +762,9 @@ class _PublishState:
     """What a publish attempt has done, so that a repeat after a dropped connection is safe."""
 
     temp_opened: bool = False
+    claimed: bool = False
+    """The caller's rename right was taken: from then on the caller settles a failure by looking
+    at the temp file, so it is left where it is."""
     rename_sent: bool = False
 
 
@@ -1047,9 +1088,10 @@ class SftpDropzoneSession:
                     ),
                 )
             except ExportError:
-                # After a rename whose reply was lost the temp file is evidence: still there, the
-                # rename did not happen. The caller settles it; removing it here would hide that.
-                if state.temp_opened and not state.rename_sent:
+                # Once the rename right is claimed the temp file is evidence: still there, the
+                # rename did not happen (after a refusal, or a lost reply). The caller settles it;
+                # removing it here would make a refused rename look like a delivered file.
+                if state.temp_opened and not (state.claimed or state.rename_sent):
                     self._discard_temp(temp_path)
                 raise
 
@@ -1117,6 +1159,7 @@ class SftpDropzoneSession:
             )
         if before_rename is not None:
             before_rename()  # raises when this export is no longer ours: no rename
+            state.claimed = True
         state.rename_sent = True
         try:
             renamed = self._rename_no_replace(conn, temp_path, final_path)
@@ -1297,28 +1340,52 @@ class SftpDropzoneSession:
             self._orphans.discard(path)
             return removed
 
-    def sweep_stale_temps(self, folder: str, older_than: timedelta) -> list[str]:
+    def sweep_stale_temps(
+        self,
+        folder: str,
+        older_than: timedelta,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[str]:
         """Remove our temp files in ``folder`` older than ``older_than`` (by the server's mtime).
 
         Ages compare the server's modification times with this machine's clock; keep the age far
-        above any clock skew (hours, not seconds).
+        above any clock skew (hours, not seconds). ``keep`` is asked, with the final name a stale
+        temp file stands for, whether to leave it (the temp file of a row whose rename right is
+        taken is the evidence its settling needs).
         """
 
         def sweep(conn: _Connection) -> list[str]:
             cutoff = time.time() - older_than.total_seconds()
+            stale = []
+            limit = self._settings.max_listing_entries
+            with contextlib.closing(_iter_listdir_or_empty(conn, folder)) as listing:
+                for seen, entry in enumerate(listing, start=1):
+                    if seen > limit:
+                        # Only tidiness: a huge folder must not fail the export that sweeps it.
+                        log.warning(
+                            "%s on %s has more than %d entries; swept only the first ones",
+                            folder,
+                            self._where,
+                            limit,
+                        )
+                        break
+                    if not (is_our_temp_file(entry.filename) and _is_file(entry)):
+                        continue
+                    if entry.st_mtime is None or entry.st_mtime >= cutoff:
+                        continue
+                    stale.append(entry.filename)
+            if keep is not None:
+                # Asked once the listing is closed: the answer may take a database round trip.
+                stale = [name for name in stale if not keep(final_name_of_temp(name))]
             removed = []
-            for entry in _listdir_or_empty(conn, folder):
-                if not (is_our_temp_file(entry.filename) and _is_file(entry)):
-                    continue
-                if entry.st_mtime is None or entry.st_mtime >= cutoff:
-                    continue
+            for name in stale:
                 try:
-                    conn.remove(_join(folder, entry.filename))
+                    conn.remove(_join(folder, name))
                 except SftpStatusError as exc:
                     if exc.sftp_code == SFTP_NO_SUCH_FILE:
                         continue  # removed meanwhile
                     raise
-                removed.append(entry.filename)
+                removed.append(name)
             return sorted(removed)
 
         with self._lock:
@@ -1335,7 +1402,14 @@ class SftpDropzoneSession:
 
         def listing(conn: _Connection) -> list[SFTPAttributes]:
             try:
-                return conn.listdir(folder)
+                return conn.listdir(folder, self._settings.max_listing_entries)
+            except FolderTooLarge as exc:
+                raise ExportError(
+                    ExportError.IO,
+                    f"folder {folder} on {self._where} has more than {exc.limit} entries; "
+                    "not reading it (fewer files there, or a higher max_listing_entries)",
+                    transient=False,
+                ) from None
             except SftpStatusError as exc:
                 if exc.sftp_code == SFTP_NO_SUCH_FILE:
                     raise ExportError(
@@ -1567,13 +1641,15 @@ def _ensure_real_dir(conn: _Connection, folder: str) -> None:
         )
 
 
-def _listdir_or_empty(conn: _Connection, folder: str) -> list[SFTPAttributes]:
+def _iter_listdir_or_empty(conn: _Connection, folder: str) -> Generator[SFTPAttributes, None, None]:
+    listing = conn.iter_listdir(folder)
     try:
-        return conn.listdir(folder)
+        yield from listing
     except SftpStatusError as exc:
-        if exc.sftp_code == SFTP_NO_SUCH_FILE:
-            return []
-        raise
+        if exc.sftp_code != SFTP_NO_SUCH_FILE:
+            raise
+    finally:
+        listing.close()
 
 
 def _makedirs(conn: _Connection, folder: str) -> None:
