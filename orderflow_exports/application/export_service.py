@@ -570,12 +570,31 @@ class ExportService:
         if key in self._swept:
             return
         self._swept.add(key)
-        removed = session.sweep_stale_temps(config.export_path, self.settings.stale_temp_age)
+        removed = session.sweep_stale_temps(
+            config.export_path, self.settings.stale_temp_age, keep=self._holds_a_claimed_rename
+        )
         for name in removed:
             self.log.warning(
                 f"removed stale temp file {name} from {config.export_path} "
                 f"(older than {self.settings.stale_temp_age})"
             )
+
+    def _holds_a_claimed_rename(self, final_name: str) -> bool:
+        """Whether a stale temp file stands for a PENDING row whose rename right was taken.
+
+        Its presence is what settles that row (temp there → FAILED, retried; gone → SENT,
+        unconfirmed), so the sweep must leave it to the settle rule.
+        """
+        stem, _, export_id = final_name.removesuffix(".json").rpartition("_")
+        if not stem or not export_id:
+            return False
+        record = self.ledger.get(export_id)
+        return (
+            record is not None
+            and record.filename == final_name
+            and record.status is ExportStatus.PENDING
+            and record.rename_started_at is not None
+        )
 
     def spool_path(self, ref: DraftRef, export_id: str) -> Path:
         return self.settings.spool_dir / ref.org_id / ref.draft_order_id / f"{export_id}.json"

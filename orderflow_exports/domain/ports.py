@@ -162,8 +162,16 @@ class DropzoneSession(Protocol):
         """
         ...
 
-    def sweep_stale_temps(self, folder: str, older_than: timedelta) -> list[str]:
-        """Remove our temp files older than ``older_than``; returns their names."""
+    def sweep_stale_temps(
+        self,
+        folder: str,
+        older_than: timedelta,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[str]:
+        """Remove our temp files older than ``older_than``; returns their names.
+
+        ``keep(final_name)`` says whether to leave a stale temp file in place anyway.
+        """
         ...
 
     def list_entries(self, folder: str) -> builtins.list[FolderEntry]:

@@ -296,3 +296,34 @@ def test_mixed_batch_retries_the_transient_failure_but_not_the_permanent_one(
     [globex] = env.exports(keys[1])
     assert globex.status is ExportStatus.FAILED and globex.error_code == "CONFIG"
     assert "already failed permanently in this run" in _step_failure(result)
+
+
+def test_the_sweep_leaves_the_temp_file_of_a_claimed_rename_to_the_settle_rule(
+    orderflow_env: OrderflowEnv,
+) -> None:
+    # A run stalled for over the stale-temp age between taking its rename right and renaming:
+    # its temp file is the evidence that the rename did not happen. Swept by another draft's
+    # run, the draft would look delivered (SENT, unconfirmed) although nothing reached the ERP.
+    env = orderflow_env
+    env.add_local_connector("acme")
+    stalled_key, other_key = env.add_drafts(SampleDraft("acme", "D-1"), SampleDraft("acme", "D-2"))
+    stalled = dg.DagsterRun(job_name="export_drafts_job", status=dg.DagsterRunStatus.STARTED)
+    env.instance.add_run(stalled)
+    pending = _pending_row(env, stalled_key, stalled.run_id)
+    assert env.ledger.mark_renaming(pending.id, at=datetime.now(UTC))
+    temp = env.outbox("acme") / temp_filename(pending.filename)
+    temp.write_bytes(b"{}")
+    long_ago = time.time() - 3700
+    os.utime(temp, (long_ago, long_ago))
+
+    assert env.run_export([other_key]).success  # sweeps the export folder
+    assert temp.is_file()
+
+    env.instance.report_run_canceled(stalled, "force-terminated by an operator")
+    assert env.run_export([stalled_key]).success
+    first, second = env.exports(stalled_key)
+    assert first.status is ExportStatus.FAILED and first.error_code == "INTERRUPTED"
+    assert first.sent_at is None
+    assert second.status is ExportStatus.SENT
+    [other_row] = env.exports(other_key)
+    assert sorted(os.listdir(env.outbox("acme"))) == sorted([other_row.filename, second.filename])
