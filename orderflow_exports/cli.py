@@ -307,9 +307,9 @@ def _local_folders(configs: list[ConnectorConfig]) -> LocalFolders:
     """Real paths of local connector folders, and the code location's own folders as this
     environment configures them (the same settings the code location reads)."""
     from orderflow_exports.adapters.local_folders import resolve_local_folders
-    from orderflow_exports.defs.settings import reserved_local_folders
+    from orderflow_exports.defs.settings import default_dropzone_home, reserved_local_folders
 
-    return resolve_local_folders(configs, reserved_local_folders())
+    return resolve_local_folders(configs, reserved_local_folders(), default_dropzone_home())
 
 
 def cmd_connectors_list(_: argparse.Namespace) -> int:

@@ -22,11 +22,14 @@ def real_path(path: str) -> str:
 
 
 def resolve_local_folders(
-    configs: Iterable[ConnectorConfig], reserved: Iterable[tuple[str, str]]
+    configs: Iterable[ConnectorConfig],
+    reserved: Iterable[tuple[str, str]],
+    dropzone_home: str | None = None,
 ) -> LocalFolders:
     """The real paths of every local config's folders and of the ``reserved`` ones.
 
-    ``reserved`` holds (what it is, folder), e.g. ("the export store", "/var/lib/store").
+    ``reserved`` holds (what it is, folder), e.g. ("the export store", "/var/lib/store");
+    ``dropzone_home`` is a folder inside them set aside for local dropzones.
     """
     real: dict[str, str] = {}
     for config in configs:
@@ -34,4 +37,5 @@ def resolve_local_folders(
             if folder not in real:
                 real[folder] = real_path(folder)
     resolved = tuple((label, real_path(os.path.abspath(folder))) for label, folder in reserved)
-    return LocalFolders(reserved=resolved, real=real)
+    home = real_path(os.path.abspath(dropzone_home)) if dropzone_home else None
+    return LocalFolders(reserved=resolved, real=real, dropzone_home=home)

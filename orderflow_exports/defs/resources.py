@@ -20,6 +20,7 @@ from orderflow_exports.adapters.sql.engine import make_engine, require_current_s
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.defs.settings import (
     data_home,
+    default_dropzone_home,
     reserved_local_folders,
     resolve_database_url,
     resolve_export_store,
@@ -234,6 +235,6 @@ def local_folder_resolver(
     )
 
     def resolve(configs: Sequence[ConnectorConfig]) -> LocalFolders:
-        return resolve_local_folders(configs, reserved)
+        return resolve_local_folders(configs, reserved, default_dropzone_home())
 
     return resolve

@@ -80,3 +80,8 @@ def reserved_local_folders(
     else:
         folders.append(("the data folder", str(data_home())))
     return tuple(folders)
+
+
+def default_dropzone_home() -> str:
+    """``$DAGSTER_HOME/orderflow/dropzones``: local dropzones may live there (the demo's do)."""
+    return str(data_home() / "dropzones")

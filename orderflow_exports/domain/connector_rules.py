@@ -60,6 +60,9 @@ class LocalFolders:
 
     reserved: tuple[tuple[str, str], ...] = ()
     real: Mapping[str, str] = field(default_factory=dict)
+    # The real path of the folder set aside for local dropzones inside the reserved ones (the
+    # embedded default, ``$DAGSTER_HOME/orderflow/dropzones``): folders below it are allowed.
+    dropzone_home: str | None = None
 
     def real_path(self, path: str) -> str:
         """``path`` with its symlinks resolved, as far as the caller resolved it."""
@@ -256,6 +259,15 @@ def _relation(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
     return "is nested with" if _overlap(a, b) else None
 
 
+def _set_aside(folder: str, reserved: str, dropzone_home: str | None) -> bool:
+    """``folder`` lies below the dropzone home, which itself lies inside ``reserved``."""
+    if dropzone_home is None:
+        return False
+    home = path_parts(dropzone_home)
+    mine = path_parts(folder)
+    return len(mine) > len(home) and _within(mine, home) and _within(home, path_parts(reserved))
+
+
 def _reserved_folder_problems(config: ConnectorConfig, local: LocalFolders) -> list[str]:
     """A local folder must be apart from the export store, the spool, secrets, DAGSTER_HOME."""
     if config.transport != "local" or _folder_problems(config):
@@ -265,7 +277,7 @@ def _reserved_folder_problems(config: ConnectorConfig, local: LocalFolders) -> l
     for label, reserved in local.reserved:
         for my_field, my_path, my_real in mine:
             relation = _relation(path_parts(my_real), path_parts(reserved))
-            if relation is None:
+            if relation is None or _set_aside(my_real, reserved, local.dropzone_home):
                 continue
             really = "" if my_real == my_path else f" (really {my_real!r})"
             problems.append(

@@ -207,14 +207,17 @@ def test_an_ack_folder_in_the_export_store_is_refused_and_nothing_is_moved(
     assert env.exports(evil_key) == []
 
 
-@pytest.mark.parametrize("reserved", ["spool", "secrets", "dagster_home"])
+@pytest.mark.parametrize(
+    ("reserved", "says"),
+    [("spool", "the spool"), ("secrets", "the secret folder"), ("dagster_home", "DAGSTER_HOME")],
+)
 def test_a_folder_in_the_code_locations_own_folders_is_refused(
-    orderflow_env: OrderflowEnv, reserved: str
+    orderflow_env: OrderflowEnv, test_secret_dirs: Path, reserved: str, says: str
 ) -> None:
     env = orderflow_env
     folder = {
         "spool": env.home / "orderflow" / "spool" / "evil",
-        "secrets": env.home / "orderflow" / "secrets" / "evil",
+        "secrets": test_secret_dirs / "evil",
         "dagster_home": env.home / "evil-acks",
     }[reserved]
     evil_out = env.dropzones / "evil" / "outbox"
@@ -224,7 +227,8 @@ def test_a_folder_in_the_code_locations_own_folders_is_refused(
 
     result = env.run_export([key])
 
-    assert "evil:D-1: CONFIG" in _failure_text(result)
+    failures = _failure_text(result)
+    assert "evil:D-1: CONFIG" in failures and says in failures
     assert env.exports(key) == [] and list(evil_out.iterdir()) == []
 
 

@@ -326,3 +326,17 @@ def test_a_symlink_into_the_store_or_another_org_is_followed() -> None:
     assert "ack_path's processed/" in problem and "org globex's ack_path" in problem
     into_own_exports = LocalFolders(real={"/dz/evil/acks": "/dz/evil/outbox"})
     assert "through symlinks" in only(connector_problems(evil, [], local=into_own_exports))
+
+
+def test_dropzones_may_live_in_the_folder_set_aside_for_them() -> None:
+    folders = LocalFolders(
+        reserved=(("DAGSTER_HOME", "/srv/dagster"),),
+        dropzone_home="/srv/dagster/orderflow/dropzones",
+    )
+    home = "/srv/dagster/orderflow/dropzones"
+    inside = local("acme", export_path=f"{home}/acme/outbox", ack_path=f"{home}/acme/acks")
+    assert connector_problems(inside, [], local=folders) == []
+    beside = local("acme", export_path=f"{home}/acme/outbox", ack_path="/srv/dagster/acks")
+    assert "DAGSTER_HOME" in only(connector_problems(beside, [], local=folders))
+    whole = local("acme", export_path=home, ack_path="/dz/acme/acks")
+    assert "DAGSTER_HOME" in only(connector_problems(whole, [], local=folders))
