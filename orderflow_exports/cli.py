@@ -8,7 +8,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from orderflow_exports.domain.connector_rules import ack_deadline_hours_problem, connector_problems
+from orderflow_exports.domain.connector_rules import (
+    LocalFolders,
+    ack_deadline_hours_problem,
+    connector_problems,
+)
 from orderflow_exports.domain.errors import OrderflowError
 from orderflow_exports.domain.naming import validate_id
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord
@@ -289,12 +293,23 @@ def cmd_connectors_set(args: argparse.Namespace) -> int:
     config = connector_from_args(args)
     check_secret_refs(config)
     configs = SqlConnectorConfigs(_engine())
-    problems = connector_problems(config, configs.list())
+    saved = configs.list()
+    # Saving refuses a conflict with any row, enabled or not, older or newer.
+    problems = connector_problems(config, saved, local=_local_folders([config, *saved]))
     if problems:
         raise UsageError(f"connector of {config.org_id} refused: {'; '.join(problems)}")
     configs.upsert(config)
     emit(f"connector of {config.org_id} saved ({config.transport}, enabled={config.enabled})")
     return 0
+
+
+def _local_folders(configs: list[ConnectorConfig]) -> LocalFolders:
+    """Real paths of local connector folders, and the code location's own folders as this
+    environment configures them (the same settings the code location reads)."""
+    from orderflow_exports.adapters.local_folders import resolve_local_folders
+    from orderflow_exports.defs.settings import default_dropzone_home, reserved_local_folders
+
+    return resolve_local_folders(configs, reserved_local_folders(), default_dropzone_home())
 
 
 def cmd_connectors_list(_: argparse.Namespace) -> int:
@@ -437,7 +452,11 @@ def _note_summary(note: bytes) -> str:
 
 
 def _error_folder_listing(
-    config: ConnectorConfig, others: list[ConnectorConfig], sessions: Any, limit: int
+    config: ConnectorConfig,
+    others: list[ConnectorConfig],
+    sessions: Any,
+    limit: int,
+    local: LocalFolders,
 ) -> list[str]:
     """The lines for one org's ``<ack_path>/error/``; raises _OrgUnavailable."""
     import posixpath
@@ -448,7 +467,7 @@ def _error_folder_listing(
 
     org = config.org_id
     # A folder shared with another org would show that org's files: refused, as the ack pass does.
-    problems = connector_problems(config, others)
+    problems = connector_problems(config, others, local=local, conflicts_with="earlier")
     if problems:
         raise _OrgUnavailable("connector config refused: " + "; ".join(problems))
     folder = posixpath.join(config.ack_path, ERROR)
@@ -536,10 +555,12 @@ def cmd_acks_errors(args: argparse.Namespace) -> int:
     sessions = DropzoneSessions(sftp_settings_factory=sftp_settings)
     unavailable: list[str] = []
     try:
+        local = _local_folders(configs)
         for config in chosen:
-            others = [c for c in enabled if c.org_id != config.org_id]
+            # Every row, enabled or not, as the ack pass compares them.
+            others = [c for c in configs if c.org_id != config.org_id]
             try:
-                lines = _error_folder_listing(config, others, sessions, args.limit)
+                lines = _error_folder_listing(config, others, sessions, args.limit, local)
             except _OrgUnavailable as exc:
                 lines = [f"{config.org_id}: cannot list its error folder: {excerpt(str(exc), 400)}"]
                 unavailable.append(config.org_id)

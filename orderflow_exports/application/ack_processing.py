@@ -52,7 +52,7 @@ from orderflow_exports.domain.acks import (
     parse_ack,
     safe_text,
 )
-from orderflow_exports.domain.connector_rules import connector_problems
+from orderflow_exports.domain.connector_rules import LocalFolders, connector_problems
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.ports import (
     DropzoneConnector,
@@ -421,12 +421,17 @@ class AckProcessor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         log: Logger | None = None,
+        local_folders: Callable[[Sequence[ConnectorConfig]], LocalFolders] | None = None,
     ) -> None:
         self._ledger = ledger
         self._settings = settings or AckSettings()
         self._clock = clock
         self._monotonic = monotonic
         self._log = log or _log
+        # Resolves local folders' real paths and names the code location's own folders (the
+        # connector rules read no filesystem); resolved once per pass.
+        self._local_folders = local_folders
+        self._pass_local: LocalFolders | None = None
 
     # --- whole passes --------------------------------------------------------------------------
 
@@ -449,20 +454,27 @@ class AckProcessor:
         source: _Shared | Callable[[], DropzoneConnector]
         source = _Shared(connector) if connector is not None else connector_factory  # type: ignore[assignment]
         started = self._monotonic()
-        enabled = [config for config in configs if config.enabled]
+        every = list(configs)
+        enabled = [config for config in every if config.enabled]
         memory = memory or AckPassMemory()
         summaries = []
-        for config in enabled:
-            if self._over_budget(started):
-                # Opening a session can take seconds; later orgs wait for the next pass.
-                summaries.append(AckPassSummary(config.org_id, not_reached=True))
-                continue
-            others = [other for other in enabled if other.org_id != config.org_id]
-            summaries.append(
-                self._process_org_bounded(
-                    config, source, others, started, memory.for_org(config.org_id)
+        if self._local_folders is not None:
+            self._pass_local = self._local_folders(every)
+        try:
+            for config in enabled:
+                if self._over_budget(started):
+                    # Opening a session can take seconds; later orgs wait for the next pass.
+                    summaries.append(AckPassSummary(config.org_id, not_reached=True))
+                    continue
+                # Every row, enabled or not, is compared: a disabled org's folders hold files.
+                others = [other for other in every if other.org_id != config.org_id]
+                summaries.append(
+                    self._process_org_bounded(
+                        config, source, others, started, memory.for_org(config.org_id)
+                    )
                 )
-            )
+        finally:
+            self._pass_local = None
         return summaries
 
     def _process_org_bounded(
@@ -574,7 +586,11 @@ class AckProcessor:
     ) -> AckPassSummary:
         """Check the org's connector, open its dropzone session, process its ack folder."""
         log = log or self._log
-        problems = connector_problems(config, list(others))
+        local = self._pass_local
+        if local is None and self._local_folders is not None:
+            local = self._local_folders([config, *others])
+        # Only rows older than this one count: a row written later cannot stop this org.
+        problems = connector_problems(config, others, local=local, conflicts_with="earlier")
         if problems:
             # A folder shared with the export folder or another org is not touched at all.
             summary = AckPassSummary(

@@ -28,13 +28,13 @@ import errno
 import logging
 import posixpath
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
-from orderflow_exports.domain.connector_rules import connector_problems
+from orderflow_exports.domain.connector_rules import LocalFolders, connector_problems
 from orderflow_exports.domain.document import build_header, write_document
 from orderflow_exports.domain.drafts import DraftOrder, ensure_exportable
 from orderflow_exports.domain.errors import (
@@ -132,6 +132,9 @@ class ExportService:
     store: ExportStore
     settings: ExportSettings
     liveness: RunLiveness | None = None
+    # Resolves the real paths of local folders and names the code location's own folders
+    # (the connector rules read no filesystem); None skips those rules.
+    local_folders: Callable[[Sequence[ConnectorConfig]], LocalFolders] | None = None
     log: Logger = field(default_factory=lambda: logging.getLogger("orderflow_exports"))
     clock: Callable[[], datetime] = utc_now
     new_id: Callable[[], str] = new_export_id
@@ -139,6 +142,7 @@ class ExportService:
     _configs: dict[str, ConnectorConfig | None] = field(default_factory=dict)
     _all_configs: list[ConnectorConfig] | None = None
     _config_problems: dict[str, list[str]] = field(default_factory=dict)
+    _local: LocalFolders | None = None
     # Logins (server and credentials) that failed in this run, with the org that met the
     # failure: their other drafts fail fast, without a new row. Keyed by the credentials too, so
     # that one org's wrong key never stops another org on the same server and user name.
@@ -162,8 +166,14 @@ class ExportService:
             )
         if ref.org_id not in self._config_problems:
             if self._all_configs is None:
+                # Every row, enabled or not: a disabled org's folders still hold its files.
                 self._all_configs = self.configs.list()
-            self._config_problems[ref.org_id] = connector_problems(config, self._all_configs)
+                if self.local_folders is not None:
+                    self._local = self.local_folders([config, *self._all_configs])
+            # Only rows older than this one count: a row written later cannot stop this org.
+            self._config_problems[ref.org_id] = connector_problems(
+                config, self._all_configs, local=self._local, conflicts_with="earlier"
+            )
         problems = self._config_problems[ref.org_id]
         if problems:
             raise ExportError(

@@ -38,7 +38,11 @@ from orderflow_exports.application.ack_processing import (
     AckTimeout,
 )
 from orderflow_exports.defs.partitions import approved_drafts_partitions
-from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource
+from orderflow_exports.defs.resources import (
+    DatabaseResource,
+    DropzoneResource,
+    local_folder_resolver,
+)
 from orderflow_exports.domain.acks import (
     ACK_TIMEOUT,
     DEFAULT_MAX_ACK_BYTES,
@@ -389,11 +393,14 @@ def run_ack_pass(
     last: Sequence[str] = (),
 ) -> list[AckPassSummary]:
     """One pass over every enabled org, shared by the sensor and the job."""
-    configs = _rotate(database.connector_configs().list(enabled_only=True), start_after, last)
+    # Every row, enabled or not: a disabled org's folders are compared too (only enabled orgs
+    # are processed).
+    configs = _rotate(database.connector_configs().list(), start_after, last)
     processor = AckProcessor(
         database.ledger(),
         ack_processing.settings(time_budget_seconds=time_budget_seconds, sensor=sensor),
         log=log,
+        local_folders=local_folder_resolver(None, dropzone),
     )
 
     # One connector per org: an org abandoned at its deadline keeps its own connection, which

@@ -16,7 +16,12 @@ from orderflow_exports.application.export_service import (
 )
 from orderflow_exports.application.planning import outcome_of_error, report_outcomes
 from orderflow_exports.defs.partitions import approved_drafts_partitions
-from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource, ExportStoreResource
+from orderflow_exports.defs.resources import (
+    DatabaseResource,
+    DropzoneResource,
+    ExportStoreResource,
+    local_folder_resolver,
+)
 from orderflow_exports.defs.run_liveness import DagsterRunLiveness
 from orderflow_exports.domain.drafts import ensure_exportable
 from orderflow_exports.domain.errors import ExportError, OrderflowError
@@ -205,6 +210,7 @@ def export_json(
             spool_dir=export_store.spool_path(), stale_temp_age=dropzone.stale_temp_age
         ),
         liveness=DagsterRunLiveness(context.instance),
+        local_folders=local_folder_resolver(export_store, dropzone),
         log=context.log,
     )
     outcomes: dict[str, ExportOutcome] = {}

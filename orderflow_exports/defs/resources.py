@@ -1,5 +1,6 @@
 """Typed config shells that build the adapters; the work lives in the adapters and services."""
 
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from sqlalchemy import Engine
 
 from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.adapters.local_export_store import LocalExportStore
+from orderflow_exports.adapters.local_folders import resolve_local_folders
 from orderflow_exports.adapters.s3_clients import SharedClients
 from orderflow_exports.adapters.secrets import SecretScope
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
@@ -18,11 +20,15 @@ from orderflow_exports.adapters.sql.engine import make_engine, require_current_s
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.defs.settings import (
     data_home,
+    default_dropzone_home,
+    reserved_local_folders,
     resolve_database_url,
     resolve_export_store,
     resolve_secret_dirs,
 )
+from orderflow_exports.domain.connector_rules import LocalFolders
 from orderflow_exports.domain.ports import ExportStore
+from orderflow_exports.domain.records import ConnectorConfig
 
 LOCAL_STORE_PREFIX = "exports"
 
@@ -215,3 +221,20 @@ class ExportStoreResource(dg.ConfigurableResource):
             self._own_client.close()
             self._own_client = None
         self._store = None
+
+
+def local_folder_resolver(
+    export_store: ExportStoreResource | None, dropzone: DropzoneResource | None
+) -> Callable[[Sequence[ConnectorConfig]], LocalFolders]:
+    """Resolves local connector folders against the code location's own folders, as these
+    resources configure them (the defaults where a resource is not given)."""
+    reserved = reserved_local_folders(
+        export_store=export_store.location if export_store else None,
+        spool_dir=export_store.spool_path() if export_store else None,
+        secret_dirs=dropzone.secret_dirs if dropzone else None,
+    )
+
+    def resolve(configs: Sequence[ConnectorConfig]) -> LocalFolders:
+        return resolve_local_folders(configs, reserved, default_dropzone_home())
+
+    return resolve

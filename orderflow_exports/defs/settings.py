@@ -51,3 +51,37 @@ def resolve_secret_dirs(configured: list[str] | None) -> tuple[str, ...]:
     if configured:
         return parse_secret_dirs(":".join(configured), default_secret_dirs())
     return parse_secret_dirs(dg.EnvVar(SECRET_DIRS_ENV).get_value(), default_secret_dirs())
+
+
+def reserved_local_folders(
+    *,
+    export_store: str | None = None,
+    spool_dir: str | Path | None = None,
+    secret_dirs: list[str] | None = None,
+) -> tuple[tuple[str, str], ...]:
+    """The code location's own folders, which no local dropzone folder may equal or nest with.
+
+    The export store (when local), the spool, every secret folder and ``DAGSTER_HOME`` (or
+    ``./.orderflow`` without it), each resolved like the resources resolve them.
+    """
+    folders: list[tuple[str, str]] = []
+    store = resolve_export_store(export_store)
+    if not store.startswith("s3://"):
+        folders.append(("the export store", store))
+    folders.append(("the spool", str(spool_dir) if spool_dir else str(data_home() / "spool")))
+    try:
+        secrets = resolve_secret_dirs(secret_dirs)
+    except ValueError:
+        secrets = default_secret_dirs()  # a bad setting fails where secrets are read
+    folders += [("the secret folder", folder) for folder in secrets]
+    dagster_home = dg.EnvVar("DAGSTER_HOME").get_value()
+    if dagster_home:
+        folders.append(("DAGSTER_HOME", dagster_home))
+    else:
+        folders.append(("the data folder", str(data_home())))
+    return tuple(folders)
+
+
+def default_dropzone_home() -> str:
+    """``$DAGSTER_HOME/orderflow/dropzones``: local dropzones may live there (the demo's do)."""
+    return str(data_home() / "dropzones")

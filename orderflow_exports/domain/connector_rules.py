@@ -8,7 +8,16 @@ Folders: the export and ack folders must be absolute, free of ``..`` components 
 characters, and apart from each other: the ack pass moves files out of the ack folder (into its
 ``processed/`` and ``error/`` subfolders), so an export folder equal to it or nested with it would
 lose exported orders; and no two orgs on the same host may share or nest folders, so one org's ack
-pass never touches another org's files.
+pass never touches another org's files. A local folder must also be apart from the code
+location's own folders (the export store, the spool, the secret folders, ``DAGSTER_HOME``), and
+these comparisons are made on real paths too, so a symlink cannot lead the ack pass into the
+store or another org's folder. The callers resolve the real paths (this module reads nothing)
+and pass them in as :class:`LocalFolders`.
+
+Between orgs, a conflict is decided in favour of the row that was there first (the older
+``updated_at``; at equal times the smaller org id): at run time only the newer row is refused,
+so a row written later by another tool cannot stop orgs that were working. Saving a config
+(``connectors set``) refuses any conflict with any row, enabled or not.
 
 Secrets: an ``env:`` reference must name a variable under the org's own prefix
 (``ORDERFLOW_SECRET_<ORG>_``, see :func:`env_secret_prefix`), so a row cannot send another
@@ -22,7 +31,9 @@ import math
 import posixpath
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
 from orderflow_exports.domain.records import ConnectorConfig
 
@@ -38,14 +49,58 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOST = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?|\[?[0-9A-Fa-f:.]+\]?)")
 
 
-def connector_problems(config: ConnectorConfig, others: Iterable[ConnectorConfig]) -> list[str]:
+@dataclass(frozen=True)
+class LocalFolders:
+    """What the caller found on the local filesystem, for the rules of local connectors.
+
+    ``reserved`` holds the code location's own folders as (what it is, real path), e.g.
+    ("the export store", "/var/lib/orderflow/store"); ``real`` maps a configured folder to its
+    real path (symlinks resolved). A folder missing from ``real`` is compared as written.
+    """
+
+    reserved: tuple[tuple[str, str], ...] = ()
+    real: Mapping[str, str] = field(default_factory=dict)
+    # The real path of the folder set aside for local dropzones inside the reserved ones (the
+    # embedded default, ``$DAGSTER_HOME/orderflow/dropzones``): folders below it are allowed.
+    dropzone_home: str | None = None
+
+    def real_path(self, path: str) -> str:
+        """``path`` with its symlinks resolved, as far as the caller resolved it."""
+        return self.real.get(path, path)
+
+
+def local_folders_to_resolve(config: ConnectorConfig) -> list[str]:
+    """The folders of a local config whose real paths the rules compare (none for SFTP)."""
+    if config.transport != "local" or _folder_problems(config):
+        return []
+    ack = config.ack_path
+    return [config.export_path, ack, *(posixpath.join(ack, sub) for sub in ACK_SUBFOLDERS)]
+
+
+Conflicts = Literal["all", "earlier"]
+
+
+def connector_problems(
+    config: ConnectorConfig,
+    others: Iterable[ConnectorConfig],
+    *,
+    local: LocalFolders | None = None,
+    conflicts_with: Conflicts = "all",
+) -> list[str]:
     """Human-readable problems of ``config`` (empty when it is fine).
 
     ``others`` are the configs of the other orgs (it may include ``config`` itself: entries with
     the same ``org_id`` are ignored); they are needed for the rules between orgs: no shared or
-    nested folders on one host, no secret reference in another org's scope.
+    nested folders on one host, no secret reference in another org's scope. With
+    ``conflicts_with="earlier"`` (run time) only the orgs whose rows were there before this one
+    count (see :func:`precedes`); ``"all"`` (saving a config) counts every row.
+
+    ``local`` (for a local connector) holds the code location's folders and resolved real
+    paths; without it those comparisons are skipped.
     """
     others = [other for other in others if other.org_id != config.org_id]
+    if conflicts_with == "earlier":
+        others = [other for other in others if precedes(other, config)]
     problems: list[str] = []
     problems += _folder_problems(config)
     if config.transport == "sftp":
@@ -58,8 +113,23 @@ def connector_problems(config: ConnectorConfig, others: Iterable[ConnectorConfig
                 f"{field_name}: {problem}" for problem in secret_ref_problems(ref, config.org_id)
             ]
     problems += _env_scope_conflicts(config, others)
-    problems += _shared_folder_problems(config, others)
+    problems += _shared_folder_problems(config, others, local)
+    if local is not None:
+        problems += _reserved_folder_problems(config, local)
     return problems
+
+
+def precedes(first: ConnectorConfig, second: ConnectorConfig) -> bool:
+    """``first``'s row was there before ``second``'s: older ``updated_at``, then org id.
+
+    A row never saved (no ``updated_at``) comes after every saved one.
+    """
+    return _age_key(first) < _age_key(second)
+
+
+def _age_key(config: ConnectorConfig) -> tuple[bool, float, str]:
+    saved = config.updated_at
+    return (saved is None, saved.timestamp() if saved is not None else 0.0, config.org_id)
 
 
 # --- folders -----------------------------------------------------------------------------------
@@ -136,29 +206,96 @@ def dropzone_host(config: ConnectorConfig) -> tuple[str, str, int]:
     return ("sftp", host, config.port or 22)
 
 
-def _shared_folder_problems(config: ConnectorConfig, others: list[ConnectorConfig]) -> list[str]:
+def _my_folders(config: ConnectorConfig, local: LocalFolders | None) -> list[tuple[str, str, str]]:
+    """(field, folder as written, real folder) of ``config``; real = written without ``local``."""
+    resolve = local.real_path if local is not None and config.transport == "local" else str
+    folders = [
+        ("export_path", config.export_path, resolve(config.export_path)),
+        ("ack_path", config.ack_path, resolve(config.ack_path)),
+    ]
+    if local is not None and config.transport == "local":
+        # The ack pass moves files into these: a symlink there must not lead elsewhere either.
+        for sub in ACK_SUBFOLDERS:
+            written = posixpath.join(config.ack_path, sub)
+            folders.append((f"ack_path's {sub}/", written, resolve(written)))
+    return folders
+
+
+def _shared_folder_problems(
+    config: ConnectorConfig, others: list[ConnectorConfig], local: LocalFolders | None
+) -> list[str]:
     if _folder_problems(config):
         return []
     host = dropzone_host(config)
-    mine = {"export_path": config.export_path, "ack_path": config.ack_path}
+    mine = _my_folders(config, local)
     problems: list[str] = []
     for other in others:
         if dropzone_host(other) != host:
             continue
-        theirs = {"export_path": other.export_path, "ack_path": other.ack_path}
-        for my_field, my_path in mine.items():
-            for their_field, their_path in theirs.items():
-                if not their_path or not their_path.startswith("/"):
+        theirs = [
+            entry
+            for entry in _my_folders(other, local)
+            if entry[1] and entry[1].startswith("/") and not entry[0].startswith("ack_path's")
+        ]
+        for my_field, my_path, my_real in mine:
+            for their_field, their_path, their_real in theirs:
+                relation = _relation(path_parts(my_path), path_parts(their_path))
+                real_relation = _relation(path_parts(my_real), path_parts(their_real))
+                if relation is None and real_relation is None:
                     continue
-                if _overlap(path_parts(my_path), path_parts(their_path)):
-                    relation = (
-                        "is" if path_parts(my_path) == path_parts(their_path) else "is nested with"
-                    )
-                    problems.append(
-                        f"{my_field} {my_path!r} {relation} org {other.org_id}'s {their_field} "
-                        f"{their_path!r} on the same host ({_host_label(host)}); every org "
-                        "needs folders of its own"
-                    )
+                if relation is None:
+                    relation = f"{real_relation} (through symlinks: {my_real!r} and {their_real!r})"
+                problems.append(
+                    f"{my_field} {my_path!r} {relation} org {other.org_id}'s {their_field} "
+                    f"{their_path!r} on the same host ({_host_label(host)}); every org "
+                    "needs folders of its own"
+                )
+    return problems
+
+
+def _relation(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
+    if a == b:
+        return "is"
+    return "is nested with" if _overlap(a, b) else None
+
+
+def _set_aside(folder: str, reserved: str, dropzone_home: str | None) -> bool:
+    """``folder`` lies below the dropzone home, which itself lies inside ``reserved``."""
+    if dropzone_home is None:
+        return False
+    home = path_parts(dropzone_home)
+    mine = path_parts(folder)
+    return len(mine) > len(home) and _within(mine, home) and _within(home, path_parts(reserved))
+
+
+def _reserved_folder_problems(config: ConnectorConfig, local: LocalFolders) -> list[str]:
+    """A local folder must be apart from the export store, the spool, secrets, DAGSTER_HOME."""
+    if config.transport != "local" or _folder_problems(config):
+        return []
+    problems: list[str] = []
+    mine = _my_folders(config, local)
+    for label, reserved in local.reserved:
+        for my_field, my_path, my_real in mine:
+            relation = _relation(path_parts(my_real), path_parts(reserved))
+            if relation is None or _set_aside(my_real, reserved, local.dropzone_home):
+                continue
+            really = "" if my_real == my_path else f" (really {my_real!r})"
+            problems.append(
+                f"{my_field} {my_path!r}{really} {relation} {label} {reserved!r}; a dropzone "
+                "folder must be apart from the code location's own folders"
+            )
+            break  # one problem per reserved folder is enough to act on
+    # The ack pass moves files out of ack_path: through symlinks it must not reach the exports.
+    export_real = local.real_path(config.export_path)
+    ack_real = local.real_path(config.ack_path)
+    if _overlap(path_parts(export_real), path_parts(ack_real)) and (
+        export_real != config.export_path or ack_real != config.ack_path
+    ):
+        problems.append(
+            f"export_path {config.export_path!r} and ack_path {config.ack_path!r} are the same "
+            f"or nested folders through symlinks ({export_real!r}, {ack_real!r}); use folders "
+            "apart from each other"
+        )
     return problems
 
 

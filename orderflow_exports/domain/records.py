@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -33,6 +33,9 @@ class ConnectorConfig:
     private_key_ref: str | None = None
     password_ref: str | None = None
     ack_deadline_seconds: int = DEFAULT_ACK_DEADLINE_SECONDS
+    # When the row was last written (None before it is saved): between two orgs whose folders
+    # or secret scopes conflict, the row that was there first keeps working.
+    updated_at: datetime | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         validate_id(self.org_id, "org_id")

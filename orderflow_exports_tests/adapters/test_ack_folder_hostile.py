@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.local_folders import resolve_local_folders
 from orderflow_exports.adapters.sftp_dropzone import SftpSettings
 from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
@@ -33,6 +34,7 @@ from orderflow_exports.application.ack_processing import (
     AckSettings,
 )
 from orderflow_exports.demo import local_connector, prepare_database
+from orderflow_exports.domain.connector_rules import LocalFolders
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.ports import DropzoneSession, FolderEntry
 from orderflow_exports.domain.records import ConnectorConfig
@@ -579,3 +581,40 @@ def test_orgs_after_the_pass_deadline_are_not_started(
     summaries = bounded.process_all(configs, connector_factory=SlowOrg)
 
     assert [(s.org_id, s.not_reached) for s in summaries] == [("org-a", False), ("org-b", True)]
+
+
+# --- the ack folder itself: resolved before the pass, never into the store or another org -------
+
+
+def test_a_local_ack_folder_linked_into_the_store_or_another_org_is_not_processed(
+    tmp_path: Path, ledger: SqlExportLedger
+) -> None:
+    store = tmp_path / "store"
+    archived = store / "exports" / "globex" / "D-1"
+    archived.mkdir(parents=True)
+    (archived / "globex_D-1.json").write_text(json.dumps(ack("e-1")))
+    globex = replace(local_connector("globex", tmp_path / "dz"), updated_at=NOW)
+    (Path(globex.export_path) / "globex_D-2.json").write_text(json.dumps(ack("e-2")))
+    into_store = replace(local_connector("evil", tmp_path / "dz"), updated_at=NOW)
+    Path(into_store.ack_path).rmdir()
+    Path(into_store.ack_path).symlink_to(archived)
+    into_globex = replace(local_connector("mallory", tmp_path / "dz"), updated_at=NOW)
+    Path(into_globex.ack_path).rmdir()
+    Path(into_globex.ack_path).symlink_to(globex.export_path)
+    before = (tree(store), tree(tmp_path / "dz"))
+
+    def local_folders(configs: Sequence[ConnectorConfig]) -> LocalFolders:
+        return resolve_local_folders(configs, [("the export store", str(store))])
+
+    summaries = AckProcessor(ledger, local_folders=local_folders).process_all(
+        [globex, into_store, into_globex], DropzoneSessions()
+    )
+
+    by_org = {summary.org_id: summary for summary in summaries}
+    assert by_org["globex"].failure is None
+    assert by_org["evil"].failure_code == ExportError.CONFIG
+    assert "the export store" in (by_org["evil"].failure or "")
+    assert by_org["mallory"].failure_code == ExportError.CONFIG
+    assert "org globex's export_path" in (by_org["mallory"].failure or "")
+    # nothing moved, no processed/ or error/ created through the links
+    assert (tree(store), tree(tmp_path / "dz")) == before

@@ -142,6 +142,50 @@ def test_connectors_cli_round_trip_and_clear_errors(orderflow_env: OrderflowEnv)
     assert "hunter2" not in orderflow_cli(env, "connectors", "list").stdout
 
 
+def test_connectors_set_keeps_local_folders_apart_from_the_code_locations_folders(
+    orderflow_env: OrderflowEnv, test_secret_dirs: Path
+) -> None:
+    env = orderflow_env
+    globex_out, globex_acks = env.dropzones / "globex" / "outbox", env.dropzones / "globex" / "acks"
+    for folder in (globex_out, globex_acks):
+        folder.mkdir(parents=True)
+    local = ["connectors", "set", "--transport", "local"]
+    code, _, err = run_cli(
+        *local, "--org", "globex", "--export-path", str(globex_out), "--ack-path", str(globex_acks)
+    )
+    assert code == 0, err
+    link = env.dropzones / "evil-acks"
+    link.symlink_to(globex_out)
+    evil_out = str(env.dropzones / "evil" / "outbox")
+    cases = [
+        (str(env.store_root / "exports" / "globex" / "D-1"), "the export store"),
+        (str(env.home / "orderflow" / "spool" / "evil"), "the spool"),
+        (str(test_secret_dirs / "evil"), "the secret folder"),
+        (str(env.home / "evil-acks"), "DAGSTER_HOME"),
+        (str(link), "through symlinks"),
+    ]
+    for ack_path, says in cases:
+        code, out, err = run_cli(
+            *local, "--org", "evil", "--export-path", evil_out, "--ack-path", ack_path
+        )
+        assert_one_line_refusal(code, err, says)
+        assert "saved" not in out
+    code, out, _ = run_cli("connectors", "list")
+    assert code == 0 and "evil" not in out
+    # the folder set aside for dropzones inside DAGSTER_HOME (the demo's) is allowed
+    home_dropzones = env.home / "orderflow" / "dropzones" / "evil"
+    code, out, err = run_cli(
+        *local,
+        "--org",
+        "evil",
+        "--export-path",
+        str(home_dropzones / "outbox"),
+        "--ack-path",
+        str(home_dropzones / "acks"),
+    )
+    assert code == 0 and "connector of evil saved" in out, err
+
+
 def test_db_upgrade_on_a_fresh_database(tmp_path: Path) -> None:
     child = dict(os.environ, ORDERFLOW_DATABASE_URL=f"sqlite:///{tmp_path / 'new.db'}")
     done = run_command([str(VENV_BIN / "orderflow-exports"), "db", "upgrade"], child)

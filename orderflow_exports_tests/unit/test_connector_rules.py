@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from orderflow_exports.domain.connector_rules import (
     MAX_ACK_DEADLINE_SECONDS,
+    LocalFolders,
     ack_deadline_hours_problem,
     connector_problems,
     env_owner,
     env_secret_prefix,
+    precedes,
 )
 from orderflow_exports.domain.records import ConnectorConfig
 
@@ -230,3 +233,110 @@ def test_orgs_whose_prefixes_collide_cannot_use_env_secrets() -> None:
     first = sftp("a-b", host="a.example")
     second = sftp("a_b", host="b.example")
     assert "in the scope of org a_b" in connector_problems(first, [second])[0]
+
+
+# --- conflicts at run time: the row that was there first keeps working --------------------------
+
+OLDER = datetime(2026, 1, 1, tzinfo=UTC)
+NEWER = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def test_at_run_time_a_newer_row_with_root_folders_refuses_only_itself() -> None:
+    healthy = [local("acme", updated_at=OLDER), local("globex", updated_at=OLDER)]
+    bad = local("zzz", enabled=False, export_path="/", ack_path="/", updated_at=NEWER)
+    rows = [*healthy, bad]
+    for config in healthy:
+        assert connector_problems(config, rows, conflicts_with="earlier") == []
+    assert connector_problems(bad, rows, conflicts_with="earlier")
+    # saving a config still refuses any conflict, with rows older or newer
+    assert "org zzz's" in connector_problems(healthy[0], rows)[0]
+
+
+def test_a_newer_org_sharing_a_folder_is_refused_and_the_older_is_not() -> None:
+    acme = local("acme", updated_at=NEWER, ack_path="/dz/globex/acks")
+    globex = local("globex", updated_at=OLDER)
+    assert connector_problems(globex, [acme, globex], conflicts_with="earlier") == []
+    assert "org globex's ack_path" in only(
+        connector_problems(acme, [acme, globex], conflicts_with="earlier")
+    )
+    # at equal times the smaller org id was there first
+    tied = [replace(acme, updated_at=OLDER), globex]
+    assert connector_problems(tied[0], tied, conflicts_with="earlier") == []
+    assert connector_problems(globex, tied, conflicts_with="earlier")
+
+
+def test_a_newer_org_with_the_same_secret_prefix_refuses_only_itself() -> None:
+    acme = sftp("acme", updated_at=OLDER, host="a.example")
+    upper = sftp("ACME", updated_at=NEWER, host="b.example")
+    assert env_secret_prefix("ACME") == env_secret_prefix("acme")
+    assert connector_problems(acme, [acme, upper], conflicts_with="earlier") == []
+    assert any(
+        "org acme" in p for p in connector_problems(upper, [acme, upper], conflicts_with="earlier")
+    )
+
+
+def test_a_row_never_saved_comes_after_every_saved_row() -> None:
+    saved, unsaved = local("zzz", updated_at=NEWER), local("aaa")
+    assert precedes(saved, unsaved) and not precedes(unsaved, saved)
+
+
+# --- local folders against the code location's own folders and through symlinks ----------------
+
+RESERVED = (
+    ("the export store", "/srv/orderflow/store"),
+    ("the spool", "/srv/orderflow/spool"),
+    ("the secret folder", "/run/secrets"),
+    ("DAGSTER_HOME", "/srv/dagster"),
+)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("ack_path", "/srv/orderflow/store/exports/globex/D-1", "the export store"),
+        ("export_path", "/srv/orderflow/spool", "the spool"),
+        ("ack_path", "/run/secrets/acme", "the secret folder"),
+        ("export_path", "/srv/dagster/orderflow/out", "DAGSTER_HOME"),
+        ("ack_path", "/srv", "the export store"),  # the store lies inside it
+    ],
+)
+def test_a_local_folder_apart_from_the_code_locations_folders(
+    field: str, value: str, says: str
+) -> None:
+    config = local("evil", **{field: value})
+    problems = connector_problems(config, [], local=LocalFolders(reserved=RESERVED))
+    assert any(f"{field} {value!r}" in p and says in p for p in problems), problems
+    assert connector_problems(local("acme"), [], local=LocalFolders(reserved=RESERVED)) == []
+    # an SFTP server's folders are on another machine
+    remote = sftp("evil", **{field: value})
+    assert connector_problems(remote, [], local=LocalFolders(reserved=RESERVED)) == []
+
+
+def test_a_symlink_into_the_store_or_another_org_is_followed() -> None:
+    evil = local("evil", ack_path="/dz/evil/acks")
+    globex = local("globex", updated_at=OLDER)
+    into_store = LocalFolders(reserved=RESERVED, real={"/dz/evil/acks": "/srv/orderflow/store"})
+    [problem] = connector_problems(evil, [globex], local=into_store)
+    assert "really '/srv/orderflow/store'" in problem and "the export store" in problem
+    into_globex = LocalFolders(real={"/dz/evil/acks": "/dz/globex/outbox"})
+    [problem] = connector_problems(evil, [globex], local=into_globex)
+    assert "org globex's export_path" in problem and "through symlinks" in problem
+    processed = LocalFolders(real={"/dz/evil/acks/processed": "/dz/globex/acks"})
+    [problem] = connector_problems(evil, [globex], local=processed)
+    assert "ack_path's processed/" in problem and "org globex's ack_path" in problem
+    into_own_exports = LocalFolders(real={"/dz/evil/acks": "/dz/evil/outbox"})
+    assert "through symlinks" in only(connector_problems(evil, [], local=into_own_exports))
+
+
+def test_dropzones_may_live_in_the_folder_set_aside_for_them() -> None:
+    folders = LocalFolders(
+        reserved=(("DAGSTER_HOME", "/srv/dagster"),),
+        dropzone_home="/srv/dagster/orderflow/dropzones",
+    )
+    home = "/srv/dagster/orderflow/dropzones"
+    inside = local("acme", export_path=f"{home}/acme/outbox", ack_path=f"{home}/acme/acks")
+    assert connector_problems(inside, [], local=folders) == []
+    beside = local("acme", export_path=f"{home}/acme/outbox", ack_path="/srv/dagster/acks")
+    assert "DAGSTER_HOME" in only(connector_problems(beside, [], local=folders))
+    whole = local("acme", export_path=home, ack_path="/dz/acme/acks")
+    assert "DAGSTER_HOME" in only(connector_problems(whole, [], local=folders))
