@@ -141,9 +141,14 @@ class CheckpointedDropzone:
         self._worker.checkpoint()
         return self._real.remove_temp(folder, final_name)
 
-    def sweep_stale_temps(self, folder: str, older_than: timedelta) -> list[str]:
+    def sweep_stale_temps(
+        self,
+        folder: str,
+        older_than: timedelta,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[str]:
         self._worker.checkpoint()
-        return self._real.sweep_stale_temps(folder, older_than)
+        return self._real.sweep_stale_temps(folder, older_than, keep)
 
     def close(self) -> None:
         """Nothing to release."""
