@@ -146,11 +146,15 @@ def retry_hint(record: ExportRecord, ack_path: str | None = None) -> str:
 
 
 def format_exports(
-    records: Sequence[ExportRecord], ack_paths: Mapping[str, str] | None = None
+    records: Sequence[ExportRecord],
+    ack_paths: Mapping[str, str] | None = None,
+    latest_attempts: Mapping[tuple[str, str], int] | None = None,
 ) -> str:
     """The attempts as a table, then a hint for each failure that is its draft's latest attempt.
 
-    ``ack_paths`` (org → ack folder) lets a hint name the folder to look in.
+    ``ack_paths`` (org → ack folder) lets a hint name the folder to look in. ``latest_attempts``
+    ((org, draft) → its latest attempt in the ledger) decides which failures are latest; without
+    it only the listed rows are compared, which a filter or a limit can mislead.
     """
     from orderflow_exports.domain.acks import excerpt
 
@@ -183,7 +187,7 @@ def format_exports(
         for r in records
     ]
     text = _table(headers, rows)
-    newest: dict[tuple[str, str], int] = {}
+    newest: dict[tuple[str, str], int] = dict(latest_attempts or {})
     for r in records:
         key = (r.org_id, r.draft_order_id)
         newest[key] = max(newest.get(key, 0), r.attempt)
@@ -348,14 +352,22 @@ def cmd_connectors_list(_: argparse.Namespace) -> int:
 
 def cmd_exports_list(args: argparse.Namespace) -> int:
     from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+    from orderflow_exports.domain.naming import DraftRef
 
     _check_limit(args.limit)
     if args.org is not None:
         validate_id(args.org, "--org")
     status = ExportStatus(args.status) if args.status else None
     engine = _engine()
-    records = SqlExportLedger(engine).list(org_id=args.org, status=status, limit=args.limit)
-    emit(format_exports(records, _ack_paths(engine)))
+    ledger = SqlExportLedger(engine)
+    records = ledger.list(org_id=args.org, status=status, limit=args.limit)
+    # A FAILED row listed alone (a status filter, a limit) may have a later attempt: ask.
+    latest_attempts = {}
+    for key in {(r.org_id, r.draft_order_id) for r in records if r.status is ExportStatus.FAILED}:
+        latest = ledger.latest(DraftRef(*key))
+        if latest is not None:
+            latest_attempts[key] = latest.attempt
+    emit(format_exports(records, _ack_paths(engine), latest_attempts))
     return 0
 
 

@@ -76,6 +76,13 @@ def test_exports_list_shows_failures_with_the_retry_command(orderflow_env: Order
     assert "/assets/export_json?view=partitions&partition=acme:D-1" in listed.stdout
     assert "no exports" in orderflow_cli(env, "exports", "list", "--status", "ACKED").stdout
 
+    # Once a later attempt went out, the failure listed alone needs nobody: no hint.
+    (env.dropzones / "missing").mkdir(parents=True)
+    assert env.run_export([key]).success
+    after = orderflow_cli(env, "exports", "list", "--status", "FAILED")
+    assert re.search(r"^acme\s+D-1\s+1\s+FAILED\s", after.stdout, re.MULTILINE)
+    assert "acme:D-1 attempt 1 FAILED" not in after.stdout and "retry:" not in after.stdout
+
 
 def test_connectors_cli_round_trip_and_clear_errors(orderflow_env: OrderflowEnv) -> None:
     env = orderflow_env
