@@ -53,7 +53,6 @@ from orderflow_exports_tests.support.components import require_component
 from orderflow_exports_tests.support.sshd import SshdServer
 
 SECRET = "TOP-SECRET-CONTENT-0123"
-NOBODY = 65534
 
 
 def tree(root: Path) -> dict[str, Any]:
@@ -406,30 +405,30 @@ print(json.dumps([
 
 
 def _unprivileged(argv: list[str]) -> list[str]:
-    """``argv`` as a user root's privileges do not apply to (file modes count again)."""
+    """``argv`` without the capabilities that let root ignore file modes.
+
+    Still root (so it can read the checkout, wherever it lies), but without
+    ``CAP_DAC_OVERRIDE``/``CAP_DAC_READ_SEARCH`` a folder of mode 000 is unreadable to it.
+    """
     if os.geteuid() != 0:
         return argv
     setpriv = "/usr/bin/setpriv"
     require_component(os.path.exists(setpriv), "setpriv (util-linux) is not installed")
-    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", *argv]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def shared_database(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A migrated database that an unprivileged child process can write too."""
+    """A migrated database for the child process, on SQLite and PostgreSQL."""
     if request.param == "postgresql":
         url: str = request.getfixturevalue("postgres_database")
         folder = None
     else:
         folder = Path(tempfile.mkdtemp(prefix="ack-shared-db-"))
-        folder.chmod(0o777)
         url = f"sqlite:///{folder / 'orderflow.db'}"
     engine = make_engine(url)
     prepare_database(engine)
     engine.dispose()
-    if folder is not None:
-        for path in folder.iterdir():
-            path.chmod(0o666)
     try:
         yield url
     finally:
@@ -452,9 +451,6 @@ def test_unreadable_ack_folder_fails_only_its_org(shared_database: str) -> None:
         export_b = make_export(ledger, "org-b", "D-B")
         overdue_a = make_export(ledger, "org-a", "D-A", sent_at=datetime.now(UTC) - 2 * DAY)
         (root / "org-b" / "acks" / "ack.json").write_text(json.dumps(ack(export_b.id)))
-        if os.geteuid() == 0:
-            for path in (root / "org-b").rglob("*"):
-                os.chown(path, NOBODY, NOBODY)
         (root / "org-a" / "acks").chmod(0o000)  # org-a's folder: nobody may read it
         raw = json.dumps(
             [
