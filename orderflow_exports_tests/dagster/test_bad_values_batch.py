@@ -14,11 +14,10 @@ import dagster as dg
 import pytest
 from sqlalchemy import text
 
-from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.defs.assets import NO_RUN_RETRY_TAGS
-from orderflow_exports.demo import SampleDraft, prepare_database
+from orderflow_exports.demo import SampleDraft
 from orderflow_exports.domain.status import ExportStatus
-from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
+from orderflow_exports_tests.support.orderflow_env import OrderflowEnv, orderflow_environment
 
 
 @pytest.fixture
@@ -26,24 +25,8 @@ def env(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[OrderflowEnv]:
     """The embedded environment, with OrderFlow's tables on SQLite or on PostgreSQL."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    store_root = tmp_path / "store"
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("ORDERFLOW_DATABASE_URL", database_url)
-    monkeypatch.setenv("ORDERFLOW_EXPORT_STORE", str(store_root))
-    engine = make_engine(database_url)
-    prepare_database(engine)
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        yield OrderflowEnv(
-            home=home,
-            database_url=database_url,
-            engine=engine,
-            instance=instance,
-            dropzones=tmp_path / "dropzones",
-            store_root=store_root,
-        )
-    engine.dispose()
+    with orderflow_environment(database_url, tmp_path, monkeypatch) as environment:
+        yield environment
 
 
 # draft id → (SQL that spoils it, what the run's failure must say about it). Header values are

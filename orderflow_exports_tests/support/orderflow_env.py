@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -91,25 +92,34 @@ class OrderflowEnv:
         return self.dropzones / org_id / "outbox"
 
 
-@pytest.fixture
-def orderflow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OrderflowEnv]:
-    """Embedded defaults (SQLite, local folders) in a temporary DAGSTER_HOME."""
+@contextlib.contextmanager
+def orderflow_environment(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[OrderflowEnv]:
+    """A temporary DAGSTER_HOME, local folders and OrderFlow's tables at ``database_url``."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    url = f"sqlite:///{tmp_path / 'orderflow.db'}"
     store_root = tmp_path / "store"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("ORDERFLOW_DATABASE_URL", url)
+    monkeypatch.setenv("ORDERFLOW_DATABASE_URL", database_url)
     monkeypatch.setenv("ORDERFLOW_EXPORT_STORE", str(store_root))
-    engine = make_engine(url)
+    engine = make_engine(database_url)
     prepare_database(engine)
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         yield OrderflowEnv(
             home=home,
-            database_url=url,
+            database_url=database_url,
             engine=engine,
             instance=instance,
             dropzones=tmp_path / "dropzones",
             store_root=store_root,
         )
     engine.dispose()
+
+
+@pytest.fixture
+def orderflow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OrderflowEnv]:
+    """Embedded defaults (SQLite, local folders) in a temporary DAGSTER_HOME."""
+    url = f"sqlite:///{tmp_path / 'orderflow.db'}"
+    with orderflow_environment(url, tmp_path, monkeypatch) as env:
+        yield env
