@@ -15,9 +15,10 @@ this one stalled (``ClaimLost``) → nothing recorded (that other run reports).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from orderflow_exports.application.export_service import Logger
 from orderflow_exports.domain.drafts import refusal_reason
@@ -64,6 +65,29 @@ class RequestPlan:
 
     planned: list[PlannedRequest] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    capped: bool = False  # the tick's request limit was reached: more may be waiting
+    skip_kinds: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, line: str, kind: str) -> None:
+        self.skipped.append(line)
+        self.skip_kinds[kind] = self.skip_kinds.get(kind, 0) + 1
+
+    def summary(self) -> str:
+        """One line for the tick list: how many drafts were requested, for which reason, and
+        how many were passed over, by cause."""
+        reasons = {str(r): 0 for r in RequestReason}
+        for request in self.planned:
+            reasons[str(request.reason)] += 1
+        text = (
+            f"requested {len(self.planned)} (new {reasons['new']}, re-driven "
+            f"{reasons['redrive']}, changed {reasons['changed']})"
+        )
+        if self.capped:
+            text += ", cap reached: more next tick"
+        if self.skipped:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.skip_kinds.items()))
+            text += f"; skipped {len(self.skipped)} ({kinds})"
+        return text
 
     def by_host(self) -> dict[str, list[PlannedRequest]]:
         grouped: dict[str, list[PlannedRequest]] = {}
@@ -90,6 +114,127 @@ def candidate_pages(
         after = page.cursor
 
 
+# How far before the previous tick a window starts again: a draft whose change commits late
+# (a long transaction in core) or is stamped by a clock behind ours is still read, as long as
+# it lands within this. Drafts read twice are deduplicated by their request record.
+WINDOW_OVERLAP = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class ScanCursor:
+    """What the previous tick read: every change before ``since`` (less the overlap) was seen
+    with the connectors of ``orgs`` enabled."""
+
+    since: datetime
+    orgs: frozenset[str]
+
+    def to_json(self, summary: str = "") -> str:
+        # The summary comes first: the sensor's tick list shows the start of each cursor.
+        return json.dumps(
+            {
+                "tick": summary,
+                "v": 1,
+                "since": self.since.astimezone(UTC).isoformat(),
+                "orgs": sorted(self.orgs),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ScanCursor | None:
+        """The cursor in ``text``; None (read everything once) when absent or unreadable."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            since = datetime.fromisoformat(data["since"])
+            orgs = frozenset(str(o) for o in data["orgs"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        if data.get("v") != 1 or since.tzinfo is None:
+            return None
+        return cls(since=since, orgs=orgs)
+
+
+@dataclass
+class TickScan:
+    """The pages one tick reads, and the cursor it leaves once planning is done."""
+
+    pages: Iterator[CandidatePage]
+    window_start: datetime | None  # None: the whole backlog is read (no usable cursor)
+    reason: str  # why this kind of read, for the tick's message
+    exhausted: bool = False  # every page was read (no page budget or request cap hit)
+
+    def next_cursor(
+        self, previous: ScanCursor | None, plan: RequestPlan, orgs: frozenset[str], now: datetime
+    ) -> ScanCursor | None:
+        """Where the next tick starts: ``now`` once everything up to it was read; otherwise the
+        same start again (drafts requested meanwhile are no longer candidates)."""
+        if self.exhausted and not plan.capped:
+            return ScanCursor(since=now, orgs=orgs)
+        return previous if self.window_start is not None else None
+
+
+def tick_scan(
+    drafts: DraftSource,
+    now: datetime,
+    cursor: ScanCursor | None,
+    orgs: frozenset[str],
+    *,
+    page_size: int,
+    max_scanned: int,
+) -> TickScan:
+    """The reads of one tick: due requests, then drafts changed since the cursor's window.
+
+    Without a cursor, or when a connector was enabled since (its org's older drafts were
+    passed over while it had none), the whole backlog is read once, as before any cursor.
+    """
+    if cursor is None:
+        return _whole_backlog(drafts, now, page_size, max_scanned, "first read of the backlog")
+    new_orgs = orgs - cursor.orgs
+    if new_orgs:
+        names = ", ".join(sorted(new_orgs)[:5])
+        return _whole_backlog(
+            drafts, now, page_size, max_scanned, f"connector newly enabled ({names})"
+        )
+    start = min(cursor.since, now) - WINDOW_OVERLAP
+    scan = TickScan(pages=iter(()), window_start=start, reason=f"changes since {start:%H:%M:%S}")
+
+    def pages() -> Iterator[CandidatePage]:
+        budget = max(1, max_scanned // page_size)
+        for kwargs in ({"due_only": True}, {"changed_since": start}):
+            after: object | None = None
+            while True:
+                if budget == 0:
+                    return
+                budget -= 1
+                page = drafts.find_export_candidates(
+                    limit=page_size, now=now, after=after, **kwargs
+                )
+                yield page
+                if page.cursor is None:
+                    break
+                after = page.cursor
+        scan.exhausted = True
+
+    scan.pages = pages()
+    return scan
+
+
+def _whole_backlog(
+    drafts: DraftSource, now: datetime, page_size: int, max_scanned: int, reason: str
+) -> TickScan:
+    scan = TickScan(pages=iter(()), window_start=None, reason=reason)
+
+    def pages() -> Iterator[CandidatePage]:
+        for page in candidate_pages(drafts, now, page_size=page_size, max_scanned=max_scanned):
+            yield page
+            if page.cursor is None:
+                scan.exhausted = True
+
+    scan.pages = pages()
+    return scan
+
+
 def plan_requests(
     pages: Iterable[CandidatePage],
     configs: Mapping[str, ConnectorConfig],
@@ -99,24 +244,33 @@ def plan_requests(
 ) -> RequestPlan:
     """The drafts to request at ``now`` (``configs``: enabled connectors by org)."""
     plan = RequestPlan()
+    seen: set[tuple[str, str]] = set()
     for page in pages:
-        plan.skipped.extend(f"{bad} (skipped)" for bad in page.unreadable)
+        for bad in page.unreadable:
+            if (bad.org_id, bad.draft_order_id) not in seen:
+                seen.add((bad.org_id, bad.draft_order_id))
+                plan.skip(f"{bad} (skipped)", "unreadable row")
         for candidate in page.candidates:
             if len(plan.planned) >= limit:
+                plan.capped = True
                 return plan
             draft = candidate.draft
+            # A draft that is due and changed comes in two reads of the same tick.
+            if (draft.org_id, draft.id) in seen:
+                continue
+            seen.add((draft.org_id, draft.id))
             try:
                 ref = DraftRef(draft.org_id, draft.id)
             except InvalidIdentifier as exc:
-                plan.skipped.append(f"{draft.org_id}:{draft.id}: {exc}")
+                plan.skip(f"{draft.org_id}:{draft.id}: {exc}", "invalid id")
                 continue
             config = configs.get(ref.org_id)
             if config is None:
-                plan.skipped.append(f"{ref}: org {ref.org_id} has no enabled connector")
+                plan.skip(f"{ref}: org {ref.org_id} has no enabled connector", "no connector")
                 continue
             refused = refusal_reason(ref, draft)
             if refused is not None:
-                plan.skipped.append(f"{ref}: {refused}")
+                plan.skip(f"{ref}: {refused}", "refused")
                 continue
             reason = request_reason(candidate, now)
             if reason is None:
@@ -131,6 +285,7 @@ def plan_requests(
                 )
             )
         if len(plan.planned) >= limit:
+            plan.capped = True
             return plan
     return plan
 

@@ -5,17 +5,21 @@ with the rule of :mod:`orderflow_exports.domain.export_requests`; each request i
 ``erp_export_request`` before the run is asked for, and the run records how it ended.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import dagster as dg
+from dagster._core.storage.event_log.schema import DynamicPartitionsTable
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+from sqlalchemy import select
 
 from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
 from orderflow_exports.application.planning import (
     PlannedRequest,
     RequestPlan,
-    candidate_pages,
+    ScanCursor,
     plan_requests,
+    tick_scan,
 )
 from orderflow_exports.defs.jobs import export_drafts_job
 from orderflow_exports.defs.partitions import (
@@ -46,19 +50,71 @@ def _run_request(keys: Sequence[str], host: str, suffix: str) -> dg.RunRequest:
     )
 
 
-def _contiguous(keys: list[str], position: dict[str, int]) -> list[list[str]]:
+def _contiguous(keys: list[str], adjacent: Callable[[str, str], bool]) -> list[list[str]]:
     """``keys`` (sorted by partition position) cut where another partition lies between two."""
     segments: list[list[str]] = []
     for key in keys:
-        if segments and position[key] == position[segments[-1][-1]] + 1:
+        if segments and adjacent(segments[-1][-1], key):
             segments[-1].append(key)
         else:
             segments.append([key])
     return segments
 
 
+class _KnownPartitions:
+    """Which of a tick's keys are partitions already, and which of those are neighbours.
+
+    Asked about the tick's keys only, never by loading every partition key: with a year of
+    history that list holds hundreds of thousands of keys. On Dagster's SQL event storage
+    (SQLite, PostgreSQL) the partitions' storage ids give the order; on another storage the
+    whole list is read, as Dagster's public API offers nothing narrower.
+    """
+
+    def __init__(self, instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
+        self._storage = instance.event_log_storage
+        self._position: dict[str, int] = {}
+        if isinstance(self._storage, SqlEventLogStorage) and keys:
+            table = DynamicPartitionsTable
+            with self._storage.index_connection() as conn:
+                for start in range(0, len(keys), 500):
+                    query = select(table.c.partition, table.c.id).where(
+                        table.c.partitions_def_name == APPROVED_DRAFTS_PARTITIONS_NAME,
+                        table.c.partition.in_(keys[start : start + 500]),
+                    )
+                    self._position.update((str(k), int(i)) for k, i in conn.execute(query))
+            self._ordered: list[str] | None = None
+        else:
+            self._ordered = list(instance.get_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME))
+            self._position = {key: n for n, key in enumerate(self._ordered)}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._position
+
+    def position(self, key: str) -> int:
+        return self._position[key]
+
+    def adjacent(self, first: str, second: str) -> bool:
+        """True when no other partition lies between ``first`` and ``second`` (in order)."""
+        low, high = self._position[first], self._position[second]
+        if self._ordered is not None:
+            return high == low + 1
+        table = DynamicPartitionsTable
+        query = (
+            select(table.c.id)
+            .where(
+                table.c.partitions_def_name == APPROVED_DRAFTS_PARTITIONS_NAME,
+                table.c.id > low,
+                table.c.id < high,
+            )
+            .limit(1)
+        )
+        assert isinstance(self._storage, SqlEventLogStorage)
+        with self._storage.index_connection() as conn:
+            return conn.execute(query).first() is None
+
+
 def _run_requests(
-    plan: RequestPlan, known: Sequence[str], now: datetime
+    plan: RequestPlan, known: _KnownPartitions, now: datetime
 ) -> tuple[list[dg.RunRequest], list[str]]:
     """One run per host for new partitions; one per contiguous stretch of known ones.
 
@@ -67,22 +123,21 @@ def _run_requests(
     lies between them. A draft requested again needs a run key of its own (the daemon never
     launches a run key twice), hence the tick's time in it.
     """
-    position = {key: n for n, key in enumerate(known)}
     again_suffix = f"@{now.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
     runs: list[dg.RunRequest] = []
     new_keys: list[str] = []
     for host, requests in plan.by_host().items():
-        fresh: list[PlannedRequest] = [r for r in requests if r.ref.partition_key not in position]
+        fresh: list[PlannedRequest] = [r for r in requests if r.ref.partition_key not in known]
         if fresh:
             keys = [r.ref.partition_key for r in fresh]
             first_time = all(r.reason is RequestReason.NEW for r in fresh)
             runs.append(_run_request(keys, host, "" if first_time else again_suffix))
             new_keys.extend(keys)
         known_keys = sorted(
-            (r.ref.partition_key for r in requests if r.ref.partition_key in position),
-            key=position.__getitem__,
+            (r.ref.partition_key for r in requests if r.ref.partition_key in known),
+            key=known.position,
         )
-        for segment in _contiguous(known_keys, position):
+        for segment in _contiguous(known_keys, known.adjacent):
             runs.append(_run_request(segment, host, again_suffix))
     return runs, new_keys
 
@@ -90,25 +145,48 @@ def _run_requests(
 def evaluate_approved_drafts(
     context: dg.SensorEvaluationContext, database: DatabaseResource, now: datetime
 ) -> dg.SensorResult | dg.SkipReason:
-    """One tick of ``approved_drafts_sensor`` at ``now`` (tests pass their own time)."""
+    """One tick of ``approved_drafts_sensor`` at ``now`` (tests pass their own time).
+
+    The tick reads due requests and the drafts changed since the previous tick (its cursor),
+    so its cost follows the new work, not the history; without a cursor it reads the whole
+    backlog once. The cursor starts with a one-line summary of the tick, which the sensor's
+    tick list shows beside each tick.
+    """
     configs = {c.org_id: c for c in database.connector_configs().list(enabled_only=True)}
+    orgs = frozenset(configs)
+    cursor = ScanCursor.from_json(context.cursor)
     # Page through the backlog: drafts that stay unexported (no connector, refused, unreadable)
     # must not hide newer approvals behind a fixed window.
-    pages = candidate_pages(
-        database.drafts(), now, page_size=_PAGE_SIZE, max_scanned=_MAX_SCANNED_PER_TICK
+    scan = tick_scan(
+        database.drafts(),
+        now,
+        cursor,
+        orgs,
+        page_size=_PAGE_SIZE,
+        max_scanned=_MAX_SCANNED_PER_TICK,
     )
-    plan = plan_requests(pages, configs, now, limit=MAX_DRAFTS_PER_TICK)
+    plan = plan_requests(scan.pages, configs, now, limit=MAX_DRAFTS_PER_TICK)
+    next_cursor = scan.next_cursor(cursor, plan, orgs, now)
     for line in plan.skipped[:_LOGGED_SKIPS]:
         context.log.info(f"not exported: {line}")
     if len(plan.skipped) > _LOGGED_SKIPS:
         context.log.info(f"not exported: {len(plan.skipped) - _LOGGED_SKIPS} more drafts")
+
+    def finish(summary: str) -> str:
+        text = f"{summary} [{scan.reason}]"
+        if next_cursor is not None:
+            context.update_cursor(next_cursor.to_json(text))
+        elif context.cursor is not None:
+            context.update_cursor(None)
+        return text
+
     if not plan.planned:
         skipped = plan.skipped
         detail = f"; skipped {len(skipped)}: " + "; ".join(skipped[:20]) if skipped else ""
-        return dg.SkipReason(f"no new approved drafts to export{detail}")
+        return dg.SkipReason(f"no new approved drafts to export ({finish(plan.summary())}){detail}")
     # Read before the requests are recorded: a tick that fails after recording leaves its
     # drafts to the unreported-request re-drive, an hour later.
-    known = context.instance.get_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME)
+    known = _KnownPartitions(context.instance, [p.ref.partition_key for p in plan.planned])
     recorded = set(
         SqlExportRequests(database.engine).record_requests(
             [(p.ref, p.previous, p.reason, p.draft_updated_at) for p in plan.planned], at=now
@@ -122,6 +200,7 @@ def evaluate_approved_drafts(
             f"{request.ref}: needs a person, no longer requested automatically: "
             f"{MAX_REDRIVES} re-drives used up and no run reported"
         )
+    lost = len(plan.planned) - len(given_up) - len(recorded)
     plan.planned = [p for p in plan.planned if p.ref in recorded]
     again = [
         p for p in plan.planned if p.previous is not None and p.reason is not RequestReason.NEW
@@ -136,13 +215,24 @@ def evaluate_approved_drafts(
         )
     if len(again) > _LOGGED_SKIPS:
         context.log.info(f"requested again: {len(again) - _LOGGED_SKIPS} more drafts")
+    summary = plan.summary()
+    if given_up:
+        summary += f"; {len(given_up)} need a person (re-drives used up)"
+    if lost > 0:
+        summary += f"; {lost} taken over by a concurrent update"
     if not plan.planned:
+        text = finish(summary)
         if given_up:
             return dg.SkipReason(
-                f"{len(given_up)} draft(s) need a person: re-drives used up, no run reported"
+                f"{len(given_up)} draft(s) need a person: re-drives used up, no run reported "
+                f"({text})"
             )
-        return dg.SkipReason("every planned request was taken over by a concurrent update")
+        return dg.SkipReason(
+            f"every planned request was taken over by a concurrent update ({text})"
+        )
     runs, new_keys = _run_requests(plan, known, now)
+    text = finish(f"{summary}; {len(runs)} run(s), {len(new_keys)} new partition(s)")
+    context.log.info(text)
     return dg.SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=(

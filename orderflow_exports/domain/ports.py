@@ -52,11 +52,19 @@ class DraftSource(Protocol):
         ...
 
     def find_export_candidates(
-        self, limit: int, now: datetime, after: object | None = None
+        self,
+        limit: int,
+        now: datetime,
+        after: object | None = None,
+        *,
+        changed_since: datetime | None = None,
+        due_only: bool = False,
     ) -> CandidatePage:
         """APPROVED drafts without a PENDING/SENT/ACKED export that may need a request at
         ``now``, with their request records, oldest approval first; undecodable rows are
-        reported in the page, not raised. ``after`` is the previous page's ``cursor``."""
+        reported in the page, not raised. ``after`` is the previous page's ``cursor``.
+        ``changed_since``: only drafts changed at or after it, in change order; ``due_only``:
+        only drafts whose request record is due at ``now``."""
         ...
 
 

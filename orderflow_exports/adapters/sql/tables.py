@@ -177,6 +177,9 @@ draft_order = Table(
     Column("notes", Text),
     Column("approved_at", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # Not core's: the one index our migration 0005 adds to core's table, mirrored here so the demo
+    # and tests have it too (it serves the export sensor's window on updated_at).
+    Index("ix_orderflow_draft_order_status_updated", "status", "updated_at", "id"),
 )
 
 draft_order_line = Table(
