@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
 from orderflow_exports.adapters.sql.tables import erp_export
@@ -241,7 +241,9 @@ class SqlExportLedger:
             select(erp_export)
             .where(
                 erp_export.c.org_id == org_id,
-                erp_export.c.status == str(ExportStatus.SENT),
+                # A literal, not a parameter: only then may SQLite use the partial index
+                # ix_erp_export_sent_by_org, whose condition is this very term.
+                erp_export.c.status == literal_column(f"'{ExportStatus.SENT}'"),
                 erp_export.c.sent_at < cutoff,
             )
             .order_by(erp_export.c.sent_at)
@@ -249,3 +251,45 @@ class SqlExportLedger:
         )
         with self._engine.connect() as conn:
             return [_record(row._mapping) for row in conn.execute(query)]
+
+    def settled_histories(
+        self, cutoff: datetime, *, limit: int, after: tuple[str, str] | None = None
+    ) -> builtins.list[builtins.list[ExportRecord]]:
+        """Every attempt of the drafts whose latest attempt is ACKED before ``cutoff``.
+
+        One page of at most ``limit`` drafts in (org_id, draft_order_id) order, after ``after``;
+        the retention rule (``application.retention``) decides on the full histories.
+        """
+        later = erp_export.alias("later")
+        newest = select(later.c.id).where(
+            later.c.org_id == erp_export.c.org_id,
+            later.c.draft_order_id == erp_export.c.draft_order_id,
+            later.c.attempt > erp_export.c.attempt,
+        )
+        drafts = (
+            select(erp_export.c.org_id, erp_export.c.draft_order_id)
+            .where(
+                erp_export.c.status == str(ExportStatus.ACKED),
+                erp_export.c.acked_at < cutoff,
+                ~newest.exists(),
+            )
+            .order_by(erp_export.c.org_id, erp_export.c.draft_order_id)
+            .limit(limit)
+        )
+        if after is not None:
+            drafts = drafts.where(
+                (erp_export.c.org_id > after[0])
+                | ((erp_export.c.org_id == after[0]) & (erp_export.c.draft_order_id > after[1]))
+            )
+        with self._engine.connect() as conn:
+            keys = [(row[0], row[1]) for row in conn.execute(drafts)]
+            histories: dict[tuple[str, str], builtins.list[ExportRecord]] = {k: [] for k in keys}
+            for org_id in {k[0] for k in keys}:
+                ids = [d for o, d in keys if o == org_id]
+                query = select(erp_export).where(
+                    erp_export.c.org_id == org_id, erp_export.c.draft_order_id.in_(ids)
+                )
+                for row in conn.execute(query):
+                    record = _record(row._mapping)
+                    histories[(record.org_id, record.draft_order_id)].append(record)
+        return [histories[k] for k in keys]

@@ -1,4 +1,7 @@
-"""Index serving the export sensor's window query on OrderFlow core's ``draft_order``.
+"""Indexes that keep sensor ticks flat as history grows.
+
+``ix_erp_export_sent_by_org`` (ours): the ack deadline reads an org's SENT exports by
+``sent_at``; a partial index on SENT rows keeps that read independent of the ACKED history.
 
 ``approved_drafts_sensor`` reads only the drafts changed since its previous tick (a high-water
 mark on ``updated_at`` plus a re-scanned overlap). Without an index on that column every tick
@@ -22,7 +25,18 @@ depends_on = None
 INDEX = "ix_orderflow_draft_order_status_updated"
 
 
+SENT_INDEX = "ix_erp_export_sent_by_org"
+SENT = "status = 'SENT'"
+
+
 def upgrade() -> None:
+    op.create_index(
+        SENT_INDEX,
+        "erp_export",
+        ["org_id", "sent_at"],
+        sqlite_where=sa.text(SENT),
+        postgresql_where=sa.text(SENT),
+    )
     if not sa.inspect(op.get_bind()).has_table("draft_order"):
         return  # core's tables elsewhere: their owners add the index (README)
     op.create_index(
@@ -31,5 +45,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index(SENT_INDEX, table_name="erp_export")
     if sa.inspect(op.get_bind()).has_table("draft_order"):
         op.drop_index(INDEX, table_name="draft_order", if_exists=True)
