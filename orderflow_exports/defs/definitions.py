@@ -16,6 +16,7 @@ from orderflow_exports.defs.assets import (
 from orderflow_exports.defs.io_managers import ExportArchiveIOManager
 from orderflow_exports.defs.jobs import export_drafts_job
 from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource, ExportStoreResource
+from orderflow_exports.defs.retention import retention_jobs, retention_schedules
 from orderflow_exports.defs.sensors import approved_drafts_sensor
 
 database = DatabaseResource()
@@ -24,7 +25,8 @@ export_store = ExportStoreResource()
 defs = dg.Definitions(
     assets=[approved_drafts, export_json],
     asset_checks=ack_asset_checks,
-    jobs=[export_drafts_job, *ack_jobs],
+    jobs=[export_drafts_job, *ack_jobs, *retention_jobs],
+    schedules=[*retention_schedules],
     sensors=[approved_drafts_sensor, *ack_sensors],
     resources={
         "database": database,
