@@ -15,7 +15,7 @@ from orderflow_exports.application.export_service import (
     ExportSettings,
 )
 from orderflow_exports.application.planning import outcome_of_error, report_outcomes
-from orderflow_exports.defs.partitions import approved_drafts_partitions
+from orderflow_exports.defs.partitions import EXPORT_BACKFILL_POLICY, approved_drafts_partitions
 from orderflow_exports.defs.resources import (
     DatabaseResource,
     DropzoneResource,
@@ -110,7 +110,7 @@ def _partition_refs(context: dg.AssetExecutionContext) -> dict[str, DraftRef]:
 
 @dg.asset(
     partitions_def=approved_drafts_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=EXPORT_BACKFILL_POLICY,
     group_name="orderflow",
     description="An approved draft order, loaded and validated for export (one partition per "
     "draft, key '<org_id>:<draft_order_id>').",
@@ -185,7 +185,7 @@ def _outcome_metadata(outcome: ExportOutcome) -> dict[str, Any]:
 @dg.asset(
     partitions_def=approved_drafts_partitions,
     deps=[approved_drafts],
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=EXPORT_BACKFILL_POLICY,
     io_manager_key=EXPORT_ARCHIVE_IO_MANAGER_KEY,
     retry_policy=EXPORT_RETRY_POLICY,
     group_name="orderflow",
