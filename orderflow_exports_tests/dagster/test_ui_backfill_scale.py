@@ -134,7 +134,7 @@ def test_partitions_page_and_launch_dialog_stay_usable_at_20000_partitions(
     [backfill] = env.instance.get_backfills()
     assert backfill.status is BulkActionStatus.REQUESTED
     subset = backfill.asset_backfill_data.target_subset
-    assert subset.num_partitions_and_non_partitioned_assets == PARTITIONS  # export_json's
+    assert subset.num_partitions_and_non_partitioned_assets == PARTITIONS  # export_json only
     # The assets' policy cuts the backfill into runs of at most 500 partitions.
     from orderflow_exports import defs
 
