@@ -24,7 +24,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from orderflow_exports.domain.acks import AckRejected, excerpt, is_ack_name, parse_ack
+from orderflow_exports.domain.acks import (
+    DEFAULT_MAX_ACK_BYTES,
+    AckRejected,
+    excerpt,
+    is_ack_name,
+    parse_ack,
+)
 from orderflow_exports.domain.connector_rules import LocalFolders, connector_problems
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import is_our_temp_file
@@ -82,7 +88,7 @@ class ReconcileSettings:
     rules: ReconcileRules = field(default_factory=ReconcileRules)
     max_rows_per_org: int = 10_000
     max_ack_files_per_org: int = 500
-    max_ack_bytes: int = 64 * 1024
+    max_ack_bytes: int = DEFAULT_MAX_ACK_BYTES
     remove_stale_temps: bool = False
     settle_orphaned_pending: bool = False
 
