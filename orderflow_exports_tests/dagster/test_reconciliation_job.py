@@ -112,3 +112,14 @@ def test_the_schedule_runs_the_job_daily_by_default_and_follows_its_variable(
     assert schedule.cron_schedule == "30 5 * * *"
     monkeypatch.setenv(RECONCILE_CRON_ENV, "0 */6 * * *")
     assert build_reconcile_schedule().cron_schedule == "0 */6 * * *"
+
+
+def test_a_schedule_tick_requests_one_run_of_the_job() -> None:
+    from orderflow_exports import defs
+
+    schedule = defs.resolve_schedule_def("reconcile_dropzones_schedule")
+    with dg.instance_for_test() as instance:
+        data = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+    [request] = data.run_requests or []
+    assert request.job_name in (None, "reconcile_dropzones_job")
+    assert schedule.default_status is dg.DefaultScheduleStatus.RUNNING
