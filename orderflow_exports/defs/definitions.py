@@ -15,6 +15,11 @@ from orderflow_exports.defs.assets import (
 )
 from orderflow_exports.defs.io_managers import ExportArchiveIOManager
 from orderflow_exports.defs.jobs import export_drafts_job
+from orderflow_exports.defs.reconciliation import (
+    reconciliation_jobs,
+    reconciliation_resources,
+    reconciliation_schedules,
+)
 from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource, ExportStoreResource
 from orderflow_exports.defs.retention import retention_jobs, retention_schedules
 from orderflow_exports.defs.sensors import approved_drafts_sensor
@@ -25,14 +30,15 @@ export_store = ExportStoreResource()
 defs = dg.Definitions(
     assets=[approved_drafts, export_json],
     asset_checks=ack_asset_checks,
-    jobs=[export_drafts_job, *ack_jobs, *retention_jobs],
-    schedules=[*retention_schedules],
+    jobs=[export_drafts_job, *ack_jobs, *retention_jobs, *reconciliation_jobs],
+    schedules=[*retention_schedules, *reconciliation_schedules],
     sensors=[approved_drafts_sensor, *ack_sensors],
     resources={
         "database": database,
         "dropzone": DropzoneResource(),
         "export_store": export_store,
         **ack_resources,
+        **reconciliation_resources,
         EXPORT_ARCHIVE_IO_MANAGER_KEY: ExportArchiveIOManager(
             export_store=export_store, database=database
         ),
