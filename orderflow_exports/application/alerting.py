@@ -273,13 +273,13 @@ def merge_alerts(alerts: Sequence[Alert], max_drafts: int) -> list[Alert]:
     return merged
 
 
-_KIND_PHRASES = {
+_KIND_PHRASES: dict[str, str] = {
     AlertKind.ACK_TIMEOUT: "got no ack before the deadline",
     AlertKind.ERP_REJECTED: "were rejected by the ERP",
     AlertKind.PENDING_TOO_LONG: "are PENDING too long",
     AlertKind.NEEDS_PERSON: "are no longer retried automatically",
 }
-_GROUP_STEPS = {
+_GROUP_STEPS: dict[str, str] = {
     AlertKind.ACK_TIMEOUT: "`orderflow-exports exports attention --org {org}`: for each draft, "
     "look for its export in the ERP and `orderflow-exports acks errors --org {org}`; re-send "
     "only those the ERP does not hold: " + resend_step(["<org_id>:<draft_order_id>"]),

@@ -66,7 +66,8 @@ class NotifierResource(dg.ConfigurableResource):
         default=10.0, gt=0, description="Time allowed for one webhook POST."
     )
     smtp_host: str | None = Field(
-        default=None, description="SMTP server for e-mail alerts. Unset: env ORDERFLOW_ALERT_SMTP_HOST."
+        default=None,
+        description="SMTP server for e-mail alerts. Unset: env ORDERFLOW_ALERT_SMTP_HOST.",
     )
     smtp_port: int | None = Field(
         default=None, description="SMTP port. Unset: env ORDERFLOW_ALERT_SMTP_PORT, else 25."
@@ -87,7 +88,8 @@ class NotifierResource(dg.ConfigurableResource):
     )
     smtp_username: str | None = Field(
         default=None,
-        description="SMTP login user (no login when unset). Unset: env ORDERFLOW_ALERT_SMTP_USERNAME.",
+        description="SMTP login user (no login when unset). Unset: env "
+        "ORDERFLOW_ALERT_SMTP_USERNAME.",
     )
     smtp_password_ref: str | None = Field(
         default=None,
@@ -167,7 +169,9 @@ class NotifierResource(dg.ConfigurableResource):
         return SmtpNotifier(
             host=host,
             port=port,
-            sender=self.smtp_from or _env("ORDERFLOW_ALERT_SMTP_FROM") or "orderflow-exports@localhost",
+            sender=self.smtp_from
+            or _env("ORDERFLOW_ALERT_SMTP_FROM")
+            or "orderflow-exports@localhost",
             recipients=recipients,
             starttls=starttls,
             username=username,

@@ -24,7 +24,7 @@ _MESSAGE_LIMIT = 1000
 _DRAFTS_IN_TEXT = 20
 RESEND_COMMAND = (
     "dagster job execute -m orderflow_exports -j export_drafts_job "
-    "--tags '{{\"dagster/partition\": \"{partition}\"}}'"
+    '--tags \'{{"dagster/partition": "{partition}"}}\''
 )
 
 
@@ -138,9 +138,8 @@ def resend_step(partition_keys: list[str] | tuple[str, ...]) -> str:
     """The command that re-sends the draft (a FAILED latest attempt needs no force)."""
     if len(partition_keys) == 1:
         return RESEND_COMMAND.format(partition=partition_keys[0])
-    return (
-        "for each draft listed, after checking the ERP: "
-        + RESEND_COMMAND.format(partition="<org_id>:<draft_order_id>")
+    return "for each draft listed, after checking the ERP: " + RESEND_COMMAND.format(
+        partition="<org_id>:<draft_order_id>"
     )
 
 

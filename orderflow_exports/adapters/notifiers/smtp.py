@@ -66,7 +66,8 @@ class SmtpNotifier:
                 self.channel, f"{where} refused the login of {self._username!r} ({exc.smtp_code})"
             ) from None
         except smtplib.SMTPResponseException as exc:
-            text = exc.smtp_error.decode("utf-8", "replace") if exc.smtp_error else ""
+            raw = exc.smtp_error
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
             raise AlertDeliveryError(
                 self.channel, f"{where} refused the message: {exc.smtp_code} {text}".strip()
             ) from None
@@ -79,6 +80,4 @@ class SmtpNotifier:
                 self.channel, f"cannot send through {where} within {self._timeout:g} s: {exc}"
             ) from None
         if refused:
-            raise AlertDeliveryError(
-                self.channel, f"{where} refused recipients {sorted(refused)}"
-            )
+            raise AlertDeliveryError(self.channel, f"{where} refused recipients {sorted(refused)}")
