@@ -201,8 +201,17 @@ def _first_step_error(instance: dg.DagsterInstance, run_id: str) -> str | None:
             error = event.step_failure_data.error
             return f"step {event.step_key}: {error.message.strip()}"[:_ERROR_LIMIT]
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
-        if entry.dagster_event is not None and entry.dagster_event.message:
-            return entry.dagster_event.message[:_ERROR_LIMIT]
+        event = entry.dagster_event
+        if event is None:
+            continue
+        error = getattr(event.event_specific_data, "error", None)
+        # A resource that failed to start (e.g. an unmigrated database) is only in the run's
+        # failure event; its root cause is the useful part.
+        while error is not None and error.cause is not None:
+            error = error.cause
+        text = error.message.strip() if error is not None else event.message
+        if text:
+            return text[:_ERROR_LIMIT]
     return None
 
 

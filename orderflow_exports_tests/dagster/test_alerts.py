@@ -426,14 +426,14 @@ def test_failed_run_reaches_both_channels_once(
     result = _failed_export_run(instance, tmp_path, "acme:D-9")
     assert not result.success
     resources = _resources(database_url, webhook.url, smtp_server)
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(
         sensor_name="export_run_failure_alert_sensor",
         dagster_instance=instance,
         dagster_run=result.dagster_run,
         dagster_event=result.get_run_failure_event(),
         resources=resources,
-    ).for_run_failure()
-    export_run_failure_alert_sensor(context)
+    ).for_run_failure() as context:
+        export_run_failure_alert_sensor(context)
     [post] = webhook.posts
     assert post["kind"] == "RUN_FAILED" and post["org_id"] == "acme"
     assert post["drafts"] == ["acme:D-9"]
@@ -448,6 +448,7 @@ def test_failed_run_reaches_both_channels_once(
 
 
 def test_failed_run_whose_alert_failed_is_told_by_the_alert_sensor(
+    engine: Engine,
     database_url: str,
     secrets_env: Path,
     tmp_path: Path,
@@ -457,14 +458,16 @@ def test_failed_run_whose_alert_failed_is_told_by_the_alert_sensor(
 ) -> None:
     result = _failed_export_run(instance, tmp_path, "acme:D-8")
     smtp_server.refuse = True
-    context = dg.build_run_status_sensor_context(
-        sensor_name="export_run_failure_alert_sensor",
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(),
-        resources=_resources(database_url, webhook.url, smtp_server),
-    ).for_run_failure()
-    with pytest.raises(AlertsFailed, match="alert channel smtp"):
+    with (
+        dg.build_run_status_sensor_context(
+            sensor_name="export_run_failure_alert_sensor",
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(),
+            resources=_resources(database_url, webhook.url, smtp_server),
+        ).for_run_failure() as context,
+        pytest.raises(AlertsFailed, match="alert channel smtp"),
+    ):
         export_run_failure_alert_sensor(context)
     assert len(webhook.posts) == 1
     smtp_server.refuse = False
