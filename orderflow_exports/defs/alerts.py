@@ -204,12 +204,12 @@ def _first_step_error(instance: dg.DagsterInstance, run_id: str) -> str | None:
         event = entry.dagster_event
         if event is None:
             continue
-        error = getattr(event.event_specific_data, "error", None)
+        cause: Any = getattr(event.event_specific_data, "error", None)
         # A resource that failed to start (e.g. an unmigrated database) is only in the run's
         # failure event; its root cause is the useful part.
-        while error is not None and error.cause is not None:
-            error = error.cause
-        text = error.message.strip() if error is not None else event.message
+        while cause is not None and cause.cause is not None:
+            cause = cause.cause
+        text = cause.message.strip() if cause is not None else event.message
         if text:
             return text[:_ERROR_LIMIT]
     return None
