@@ -475,3 +475,22 @@ def test_failed_run_whose_alert_failed_is_told_by_the_alert_sensor(
     assert len(webhook.posts) == 1
     [mail] = smtp_server.messages
     assert f"run {result.run_id} of export_drafts_job failed" in mail["Subject"]
+
+
+def test_conditions_read_newest_first_so_a_told_backlog_hides_nothing(
+    engine: Engine, secrets_env: Path
+) -> None:
+    from orderflow_exports.adapters.sql.alerts import SqlAlertConditions
+
+    ledger = SqlExportLedger(engine)
+    for n in range(4):
+        _export(
+            ledger,
+            "acme",
+            f"B-{n}",
+            created=NOW - timedelta(hours=10 - n),
+            sent=True,
+            fail=("ACK_TIMEOUT", "no ack"),
+        )
+    newest = SqlAlertConditions(engine).latest_failed(["ACK_TIMEOUT"], limit=2)
+    assert [r.draft_order_id for r in newest] == ["B-3", "B-2"]

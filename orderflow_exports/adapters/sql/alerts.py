@@ -9,9 +9,14 @@ from datetime import datetime
 from sqlalchemy import Column, Engine, Index, String, Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
-from orderflow_exports.adapters.sql.ledger import SqlExportLedger, _record
-from orderflow_exports.adapters.sql.tables import UtcDateTime, erp_export, owned_metadata
+from orderflow_exports.adapters.sql.export_requests import request_from_row
+from orderflow_exports.adapters.sql.ledger import _record
+from orderflow_exports.adapters.sql.tables import (
+    UtcDateTime,
+    erp_export,
+    erp_export_request,
+    owned_metadata,
+)
 from orderflow_exports.domain.export_requests import ExportRequest
 from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
@@ -34,11 +39,34 @@ class SqlAlertConditions:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._ledger = SqlExportLedger(engine)
-        self._requests = SqlExportRequests(engine)
+
+    # Newest first everywhere: events told already stay in these results for as long as the
+    # rows stay as they are, so with oldest first a backlog would hide every new event.
 
     def latest_failed(self, error_codes: Iterable[str], limit: int) -> list[ExportRecord]:
-        return self._ledger.latest_failed(error_codes, limit=limit)
+        """FAILED exports with one of ``error_codes`` still their draft's latest attempt."""
+        later = erp_export.alias("later")
+        newer_attempt = (
+            select(later.c.id)
+            .where(
+                later.c.org_id == erp_export.c.org_id,
+                later.c.draft_order_id == erp_export.c.draft_order_id,
+                later.c.attempt > erp_export.c.attempt,
+            )
+            .exists()
+        )
+        query = (
+            select(erp_export)
+            .where(
+                erp_export.c.status == str(ExportStatus.FAILED),
+                erp_export.c.error_code.in_(list(error_codes)),
+                ~newer_attempt,
+            )
+            .order_by(erp_export.c.updated_at.desc(), erp_export.c.id)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [_record(row._mapping) for row in conn.execute(query)]
 
     def pending_since_before(self, cutoff: datetime, limit: int) -> list[ExportRecord]:
         query = (
@@ -47,14 +75,23 @@ class SqlAlertConditions:
                 erp_export.c.status == str(ExportStatus.PENDING),
                 erp_export.c.created_at < cutoff,
             )
-            .order_by(erp_export.c.created_at, erp_export.c.id)
+            .order_by(erp_export.c.created_at.desc(), erp_export.c.id)
             .limit(limit)
         )
         with self._engine.connect() as conn:
             return [_record(row._mapping) for row in conn.execute(query)]
 
     def needing_person(self, limit: int) -> list[ExportRequest]:
-        return self._requests.needing_person(limit=limit)
+        table = erp_export_request
+        query = (
+            select(table)
+            .where(table.c.needs_person_since.is_not(None))
+            .order_by(table.c.needs_person_since.desc(), table.c.org_id, table.c.draft_order_id)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [r for r in (request_from_row(row._mapping) for row in rows) if r is not None]
 
     def failure_streaks(
         self, failure_codes: Iterable[str], at_least: int
