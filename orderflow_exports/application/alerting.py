@@ -16,6 +16,7 @@ still served.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -299,6 +300,7 @@ class DeliveryReport:
 
     sent: dict[str, list[str]] = field(default_factory=dict)
     already_sent: int = 0
+    deferred: int = 0
     failures: list[AlertDeliveryError] = field(default_factory=list)
 
     @property
@@ -308,6 +310,8 @@ class DeliveryReport:
     def summary(self) -> str:
         told = ", ".join(f"{c}: {len(k)} alert(s)" for c, k in self.sent.items() if k) or "none"
         text = f"sent {told}; {self.already_sent} event(s) already told"
+        if self.deferred:
+            text += f"; {self.deferred} alert(s) left for the next tick (time budget)"
         if self.failures:
             text += "; FAILED: " + "; ".join(str(f) for f in self.failures)
         return text
@@ -320,9 +324,15 @@ def deliver(
     *,
     now: datetime,
     max_drafts_per_alert: int = 50,
+    time_budget_seconds: float | None = None,
 ) -> DeliveryReport:
-    """Tell each channel the events it was not told of yet: send, then record."""
+    """Tell each channel the events it was not told of yet: send, then record.
+
+    No alert is started after ``time_budget_seconds`` (a sensor must end within the daemon's
+    evaluation timeout); what is left counts in ``deferred`` and goes out on the next tick.
+    """
     report = DeliveryReport()
+    deadline = None if time_budget_seconds is None else time.monotonic() + time_budget_seconds
     for notifier in notifiers:
         channel = notifier.channel
         keys = [k for a in alerts for k in a.event_keys]
@@ -331,6 +341,9 @@ def deliver(
         fresh = [a for a in alerts if not set(a.event_keys) <= told]
         sent_keys: list[str] = []
         for alert in merge_alerts(fresh, max_drafts_per_alert):
+            if deadline is not None and time.monotonic() >= deadline:
+                report.deferred += 1
+                continue
             try:
                 notifier.send(alert)
             except AlertDeliveryError as exc:

@@ -124,6 +124,13 @@ class NotifierResource(dg.ConfigurableResource):
         "not told yet (e.g. the run-failure sensor's delivery failed).",
     )
 
+    tick_time_budget_seconds: float = Field(
+        default=35.0,
+        gt=0,
+        description="The alert sensor starts no new delivery after this long (the daemon "
+        "kills an evaluation at 60 s); the rest goes out on the next tick.",
+    )
+
     def settings(self) -> AlertSettings:
         return AlertSettings(
             pending_limit=timedelta(minutes=self.pending_limit_minutes),
@@ -305,6 +312,7 @@ def orderflow_alerts_sensor(
         SqlAlertLog(engine),
         now=now,
         max_drafts_per_alert=notifier.max_drafts_per_alert,
+        time_budget_seconds=notifier.tick_time_budget_seconds,
     )
     # No run is ever requested: the tick list shows this line for every evaluation.
     return dg.SkipReason(f"{len(alerts)} open event(s); " + _report(context.log, report))

@@ -132,3 +132,14 @@ def test_alert_needs_an_event() -> None:
             next_step="-",
             event_keys=(),
         )
+
+
+def test_time_budget_defers_the_rest_to_the_next_tick() -> None:
+    log = MemoryLog()
+    channel = Recorder("webhook")
+    alerts = [erp_rejected_alert(_rejected(f"D-{n}", str(n))) for n in range(3)]
+    report = deliver(alerts, [channel], log, now=NOW, max_drafts_per_alert=1, time_budget_seconds=0)
+    assert report.deferred == 3 and not channel.sent and not log.rows
+    assert "3 alert(s) left for the next tick" in report.summary()
+    deliver(alerts, [channel], log, now=NOW, max_drafts_per_alert=1)
+    assert len(channel.sent) == 3
