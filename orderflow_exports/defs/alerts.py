@@ -86,6 +86,12 @@ class NotifierResource(dg.ConfigurableResource):
         description="Upgrade the connection with STARTTLS before login. Unset: env "
         "ORDERFLOW_ALERT_SMTP_STARTTLS (true/false), else false.",
     )
+    smtp_ca_file: str | None = Field(
+        default=None,
+        description="CA certificate(s) that STARTTLS verifies the server against (PEM). Unset: "
+        "env ORDERFLOW_ALERT_SMTP_CA_FILE, else the system's CAs. The certificate is always "
+        "verified.",
+    )
     smtp_username: str | None = Field(
         default=None,
         description="SMTP login user (no login when unset). Unset: env "
@@ -184,6 +190,7 @@ class NotifierResource(dg.ConfigurableResource):
             username=username,
             password=password,
             timeout_seconds=self.smtp_timeout_seconds,
+            ca_file=self.smtp_ca_file or _env("ORDERFLOW_ALERT_SMTP_CA_FILE"),
         )
 
 

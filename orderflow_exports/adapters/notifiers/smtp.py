@@ -30,6 +30,7 @@ class SmtpNotifier:
         username: str | None = None,
         password: Callable[[], str] | None = None,
         timeout_seconds: float = 10.0,
+        ca_file: str | None = None,
     ) -> None:
         if not recipients:
             raise ValueError("SMTP alerts need at least one recipient")
@@ -39,6 +40,8 @@ class SmtpNotifier:
         self._sender, self._recipients = sender, list(recipients)
         self._starttls, self._username, self._password = starttls, username, password
         self._timeout = timeout_seconds
+        # The server's certificate is always verified: against the system's CAs, or ca_file.
+        self._ca_file = ca_file
 
     def _message(self, alert: Alert) -> EmailMessage:
         message = EmailMessage()
@@ -57,7 +60,7 @@ class SmtpNotifier:
         try:
             with smtplib.SMTP(self._host, self._port, timeout=self._timeout) as smtp:
                 if self._starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=ssl.create_default_context(cafile=self._ca_file))
                 if self._username and self._password is not None:
                     smtp.login(self._username, self._password())
                 refused = smtp.send_message(self._message(alert))
