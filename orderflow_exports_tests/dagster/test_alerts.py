@@ -494,3 +494,20 @@ def test_conditions_read_newest_first_so_a_told_backlog_hides_nothing(
         )
     newest = SqlAlertConditions(engine).latest_failed(["ACK_TIMEOUT"], limit=2)
     assert [r.draft_order_id for r in newest] == ["B-3", "B-2"]
+
+
+def test_alert_migration_goes_down_and_up(engine: Engine) -> None:
+    from sqlalchemy import inspect
+
+    from orderflow_exports.adapters.sql.engine import current_revision, upgrade_schema
+
+    assert "erp_alert" in inspect(engine).get_table_names()
+    from alembic import command
+
+    from orderflow_exports.adapters.sql.engine import _alembic_config
+
+    command.downgrade(_alembic_config(engine), "0003")
+    assert "erp_alert" not in inspect(engine).get_table_names()
+    upgrade_schema(engine)
+    assert current_revision(engine) == "0004_alerts"
+    assert "erp_alert" in inspect(engine).get_table_names()
