@@ -8,6 +8,7 @@ from orderflow_exports.defs.acks import (
     ack_resources,
     ack_sensors,
 )
+from orderflow_exports.defs.alerts import alert_resources, alert_sensors
 from orderflow_exports.defs.assets import (
     EXPORT_ARCHIVE_IO_MANAGER_KEY,
     approved_drafts,
@@ -32,13 +33,14 @@ defs = dg.Definitions(
     asset_checks=ack_asset_checks,
     jobs=[export_drafts_job, *ack_jobs, *retention_jobs, *reconciliation_jobs],
     schedules=[*retention_schedules, *reconciliation_schedules],
-    sensors=[approved_drafts_sensor, *ack_sensors],
+    sensors=[approved_drafts_sensor, *ack_sensors, *alert_sensors],
     resources={
         "database": database,
         "dropzone": DropzoneResource(),
         "export_store": export_store,
         **ack_resources,
         **reconciliation_resources,
+        **alert_resources,
         EXPORT_ARCHIVE_IO_MANAGER_KEY: ExportArchiveIOManager(
             export_store=export_store, database=database
         ),

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_candidate_index"
-down_revision = "0003"
+down_revision = "0004_alerts"
 branch_labels = None
 depends_on = None
 
