@@ -7,6 +7,7 @@ README says which command CI uses for what.
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -53,3 +54,19 @@ def test_dg_launch_exports_one_partition(orderflow_env: OrderflowEnv) -> None:
     code, out = _dg(env, "launch", "--assets", "export_json", "--partition", "acme:D-404")
     assert code != 0
     assert env.exports("acme:D-404") == []
+
+
+def test_dagster_job_launch_queues_a_run_the_daemon_can_retry(orderflow_env: OrderflowEnv) -> None:
+    env = orderflow_env
+    env.add_local_connector("acme")
+    [key] = env.add_drafts(SampleDraft("acme", "D-1001"))
+    tags = json.dumps({"dagster/partition": key, "orderflow/dropzone_host": "local"})
+    args = ["job", "launch", "-m", "orderflow_exports", "-j", "export_drafts_job", "--tags", tags]
+    done = run_command([str(VENV_BIN / "dagster"), *args], subprocess_env(env), timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [run] = env.instance.get_runs()
+    # Queued for the daemon (no daemon here: nothing is sent yet), with an external origin.
+    assert run.status.value == "QUEUED"
+    assert run.remote_job_origin is not None
+    assert run.tags["dagster/partition"] == key and run.tags["orderflow/dropzone_host"] == "local"
+    assert env.exports(key) == []
