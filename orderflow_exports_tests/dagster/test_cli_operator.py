@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.dagster.test_cli import assert_one_line_refusal, run_cli
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
 from orderflow_exports_tests.support.processes import orderflow_cli
+from orderflow_exports_tests.support.sshd import SshdServer
 
 
 def _free_port() -> int:
@@ -235,3 +237,36 @@ def test_the_installed_command_shows_its_version_and_json(orderflow_env: Orderfl
     listed = orderflow_cli(env, "exports", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert {row["status"] for row in json.loads(listed.stdout)} == {"FAILED", "SENT"}
+
+
+@pytest.mark.slow
+def test_connectors_test_over_sftp_pins_the_host_key(
+    orderflow_env: OrderflowEnv, sshd_server: SshdServer
+) -> None:
+    env = orderflow_env
+    root = sshd_server.root / f"conntest{os.getpid()}_{time.monotonic_ns()}"
+    for org in ("acme", "globex"):
+        for sub in ("outbox", "acks"):
+            (root / org / sub).mkdir(parents=True)
+    env.configs.upsert(
+        sshd_server.connector_config("acme", str(root / "acme/outbox"), str(root / "acme/acks"))
+    )
+    env.configs.upsert(
+        sshd_server.connector_config(
+            "globex",
+            str(root / "globex/outbox"),
+            str(root / "globex/acks"),
+            host_key=sshd_server.other_host_key_line,  # not the key the server presents
+        )
+    )
+    code, out, err = run_cli("connectors", "test", "--org", "acme")
+    assert code == 0, out + err
+    assert [line.split()[0] for line in out.splitlines()] == ["ok"] * 6
+    assert "connect (pinned host key, secret reference): sftp://" in out
+    assert os.listdir(root / "acme/outbox") == []  # the temp file was removed
+    code, out, err = run_cli("connectors", "test", "--org", "globex")
+    assert out.splitlines()[-1].startswith(
+        "FAILED  connect (pinned host key, secret reference): [HOST_KEY] "
+    )
+    assert_one_line_refusal(code, err, "failed at: connect", exit_code=1)
+    assert os.listdir(root / "globex/outbox") == []  # nothing written to an unverified server
