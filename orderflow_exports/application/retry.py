@@ -103,7 +103,7 @@ def plan_retry(
 
 
 def failed_drafts(ledger: ExportLedger, *, org_id: str | None, limit: int) -> list[DraftRef]:
-    """Drafts whose latest attempt is FAILED (oldest attempts first, at most ``limit``)."""
+    """Drafts whose latest attempt is FAILED (in the order the ledger lists their failures)."""
     found: list[DraftRef] = []
     seen: set[DraftRef] = set()
     for record in ledger.list(org_id=org_id, status=ExportStatus.FAILED, limit=limit * 10):
@@ -111,8 +111,9 @@ def failed_drafts(ledger: ExportLedger, *, org_id: str | None, limit: int) -> li
         if ref in seen:
             continue
         seen.add(ref)
+        # Any FAILED row of the draft stands for it: the question is what its latest is.
         latest = ledger.latest(ref)
-        if latest is not None and latest.id == record.id:
+        if latest is not None and latest.status is ExportStatus.FAILED:
             found.append(ref)
         if len(found) >= limit:
             break
