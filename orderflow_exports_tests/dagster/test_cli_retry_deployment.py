@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orderflow_exports.application.retry import DROPZONE_HOST_TAG, RETRIED_BY_TAG
+from orderflow_exports.application.retry import DROPZONE_HOST_TAG, RETRIED_BY_TAG, RetryRefused
 from orderflow_exports.defs.assets import EXPORT_RETRY_POLICY
 from orderflow_exports.demo import SampleDraft, local_connector
 from orderflow_exports.domain.status import ExportStatus
+from orderflow_exports.operations.retry import retry_draft
 from orderflow_exports_tests.dagster.test_cli import assert_one_line_refusal, run_cli
 from orderflow_exports_tests.support.dagster_services import (
     DagsterService,
@@ -183,3 +184,16 @@ def test_retry_goes_through_the_deployment_and_its_run_retries(
     assert runs[retry_run or ""][DROPZONE_HOST_TAG] == "local"  # the limit holds for the retry
     assert sorted(os.listdir(env.outbox("acme"))) == sorted([sent.filename, rows[-1].filename])
     assert switch.read_text() == "0"
+
+    # The Python API (for the OrderFlow app): refused over SENT, forced re-send queued with the
+    # force config, which supersedes the SENT attempt.
+    with pytest.raises(RetryRefused, match="is SENT"):
+        retry_draft("acme", "D-1", url=webserver.url)
+    launch = retry_draft(
+        "acme", "D-1", url=webserver.url, force=True, wait=True, timeout=float(WAIT_SECONDS)
+    )
+    assert launch.final is not None and launch.final.status == "SUCCESS"
+    before, after = env.exports("acme:D-1")[-2:]
+    assert before.id == sent.id and before.error_code == "SUPERSEDED"
+    assert after.status is ExportStatus.SENT and after.forced
+    assert after.dagster_run_id == launch.run_id
