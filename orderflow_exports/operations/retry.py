@@ -81,16 +81,38 @@ def retry_drafts(
     return launches
 
 
-def retry_draft(org_id: str, draft_order_id: str, **options: object) -> RetryLaunch:
-    """Re-send one draft (see :func:`retry_drafts` for the options)."""
-    [launch] = retry_drafts([DraftRef(org_id, draft_order_id)], **options)  # type: ignore[arg-type]
+def retry_draft(
+    org_id: str,
+    draft_order_id: str,
+    *,
+    url: str | None = None,
+    force: bool = False,
+    wait: bool = False,
+    timeout: float = 900.0,
+    engine: Engine | None = None,
+) -> RetryLaunch:
+    """Re-send one draft (see :func:`retry_drafts`)."""
+    [launch] = retry_drafts(
+        [DraftRef(org_id, draft_order_id)],
+        url=url,
+        force=force,
+        wait=wait,
+        timeout=timeout,
+        engine=engine,
+    )
     return launch
 
 
 def retry_failed(
-    org_id: str | None, *, limit: int = 100, engine: Engine | None = None, **options: object
+    org_id: str | None,
+    *,
+    limit: int = 100,
+    url: str | None = None,
+    wait: bool = False,
+    timeout: float = 900.0,
+    engine: Engine | None = None,
 ) -> list[RetryLaunch]:
-    """Re-send every draft (of ``org_id``) whose latest attempt is FAILED."""
+    """Re-send every draft (of ``org_id``) whose latest attempt is FAILED (no force needed)."""
     db = _engine(engine)
     refs = failed_drafts(SqlExportLedger(db), org_id=org_id, limit=limit)
-    return retry_drafts(refs, engine=db, **options)  # type: ignore[arg-type]
+    return retry_drafts(refs, url=url, wait=wait, timeout=timeout, engine=db)
