@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -91,23 +91,22 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(s.rstrip() for s in out)
 
 
-# Written by hand or by a script: dagster job execute has no flag for run config, only files.
+# What `exports retry --force` sends as run config (also what a UI launchpad needs).
 FORCE_CONFIG = "ops: {export_json: {config: {force: true}}}"
 
 
 def resend_command(org_id: str, draft_order_id: str, *, force: bool = False) -> str:
-    """The command that exports the draft again (with ``force`` when its latest is SENT/ACKED)."""
+    """The command that re-sends the draft through the deployment (``--force`` over SENT/ACKED).
+
+    It queues a run in the running Dagster deployment, so run retries and the per-host limit
+    apply (a run of ``dagster job execute`` gets neither).
+    """
     key = f"{org_id}:{draft_order_id}"
-    config = " -c force.yaml" if force else ""
-    command = (
-        f"dagster job execute -m orderflow_exports -j export_drafts_job{config} "
-        f'--tags \'{{"dagster/partition": "{key}"}}\''
-    )
+    command = f"orderflow-exports exports retry --org {org_id} --draft {draft_order_id}"
     if force:
         return (
-            f"{command}  (force.yaml holding `{FORCE_CONFIG}`; or in the UI: "
-            f"/assets/export_json?view=partitions&partition={key} → Materialize → Open launchpad, "
-            "with that config)"
+            f"{command} --force  (or in the UI: /assets/export_json?view=partitions&"
+            f"partition={key} → Materialize → Open launchpad, with `{FORCE_CONFIG}`)"
         )
     return (
         f"{command}  (or in the UI: /assets/export_json?view=partitions&partition={key} "
@@ -149,6 +148,8 @@ def format_exports(
     records: Sequence[ExportRecord],
     ack_paths: Mapping[str, str] | None = None,
     latest_attempts: Mapping[tuple[str, str], int] | None = None,
+    *,
+    full_errors: bool = False,
 ) -> str:
     """The attempts as a table, then a hint for each failure that is its draft's latest attempt.
 
@@ -160,6 +161,7 @@ def format_exports(
 
     if not records:
         return "no exports"
+    error_width = FULL_ERROR_CHARS if full_errors else 80
     headers = [
         "org",
         "draft",
@@ -182,7 +184,9 @@ def format_exports(
             r.line_count,
             r.created_at.strftime("%Y-%m-%d %H:%M:%SZ"),
             # error_message may quote the ERP: escaped, never raw control characters.
-            f"{r.error_code}: {excerpt(r.error_message or '', 80)}" if r.error_code else "",
+            f"{r.error_code}: {excerpt(r.error_message or '', error_width)}"
+            if r.error_code
+            else "",
         ]
         for r in records
     ]
@@ -204,6 +208,21 @@ def format_exports(
             for r in failed
         )
     return text
+
+
+# Far above any message we store; excerpt() still escapes control characters.
+FULL_ERROR_CHARS = 100_000
+
+
+def record_json(record: ExportRecord) -> dict[str, Any]:
+    """One ``erp_export`` row as JSON-ready values (timestamps ISO 8601, UTC)."""
+    from dataclasses import asdict
+
+    out: dict[str, Any] = {}
+    for name, value in asdict(record).items():
+        out[name] = value.isoformat() if hasattr(value, "isoformat") else value
+    out["status"] = str(record.status)
+    return out
 
 
 def cmd_db_upgrade(_: argparse.Namespace) -> int:
@@ -367,7 +386,12 @@ def cmd_exports_list(args: argparse.Namespace) -> int:
         latest = ledger.latest(DraftRef(*key))
         if latest is not None:
             latest_attempts[key] = latest.attempt
-    emit(format_exports(records, _ack_paths(engine), latest_attempts))
+    if args.json:
+        import json
+
+        emit(json.dumps([record_json(r) for r in records], indent=2))
+        return 0
+    emit(format_exports(records, _ack_paths(engine), latest_attempts, full_errors=args.full_errors))
     return 0
 
 
@@ -596,6 +620,363 @@ def cmd_acks_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_draft_key(value: str) -> Any:
+    from orderflow_exports.domain.naming import DraftRef
+
+    org, sep, draft = value.partition(":")
+    if not sep:
+        raise UsageError(f"{value!r} is not ORG:DRAFT (for example acme:D-1001)")
+    return DraftRef(validate_id(org, "org"), validate_id(draft, "draft"))
+
+
+def _ui_base(args: argparse.Namespace) -> str:
+    from orderflow_exports.operations.retry import dagster_url
+
+    return dagster_url(getattr(args, "url", None)).rstrip("/")
+
+
+def cmd_exports_retry(args: argparse.Namespace) -> int:
+    """Queue export runs in the running deployment for one draft or the FAILED ones of an org."""
+    from orderflow_exports.adapters.dagster_deployment import GraphQLDeployment
+    from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+    from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+    from orderflow_exports.application.retry import (
+        DeploymentUnavailable,
+        RetryRefused,
+        failed_drafts,
+        launch_retries,
+        plan_retry,
+        wait_for_outcome,
+    )
+    from orderflow_exports.domain.naming import DraftRef
+
+    if args.draft is not None and args.status is not None:
+        raise UsageError("give either --draft (one draft) or --status FAILED (a batch), not both")
+    if args.draft is None and args.status is None:
+        raise UsageError("give --org and --draft, or --status FAILED [--org ORG]")
+    if args.draft is not None and args.org is None:
+        raise UsageError("--draft needs --org")
+    if args.org is not None:
+        validate_id(args.org, "--org")
+    _check_limit(args.limit)
+    if args.wait_timeout <= 0:
+        raise UsageError(f"--wait-timeout {args.wait_timeout} is not a positive number of seconds")
+    try:
+        deployment = GraphQLDeployment(_ui_base(args))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    engine = _engine()
+    ledger, configs = SqlExportLedger(engine), SqlConnectorConfigs(engine)
+    if args.draft is not None:
+        refs = [DraftRef(args.org, validate_id(args.draft, "--draft"))]
+    else:
+        refs = failed_drafts(ledger, org_id=args.org, limit=args.limit)
+        if not refs:
+            emit("no drafts whose latest export is FAILED")
+            return 0
+    try:
+        plans = [plan_retry(ref, ledger=ledger, configs=configs, force=args.force) for ref in refs]
+    except RetryRefused as exc:
+        raise UsageError(str(exc)) from None
+    for plan in plans:
+        if plan.warning:
+            sys.stderr.write(f"orderflow-exports: warning: {plan.warning}\n")
+    try:
+        launches = launch_retries(plans, deployment)
+        for launch in launches:
+            added = " (partition added)" if launch.partition_added else ""
+            emit(
+                f"{launch.plan.ref}: run {launch.run_id} queued{added} "
+                f"{deployment.run_url(launch.run_id)}"
+            )
+        if not args.wait:
+            return 0
+        failed = 0
+        for launch in launches:
+            final = wait_for_outcome(launch, deployment, timeout=args.wait_timeout)
+            latest = ledger.latest(launch.plan.ref)
+            row = (
+                f"latest export attempt {latest.attempt} {latest.status}"
+                + (f" {latest.error_code}" if latest.error_code else "")
+                + f" file {latest.filename}"
+                if latest
+                else "no export row"
+            )
+            emit(f"{launch.plan.ref}: {final.status} (runs {' → '.join(launch.runs)}); {row}")
+            failed += final.status != "SUCCESS"
+    except DeploymentUnavailable as exc:
+        raise EnvironmentProblem(str(exc)) from None
+    except TimeoutError as exc:
+        raise EnvironmentProblem(str(exc)) from None
+    if failed:
+        return _fail(f"{failed} of {len(launches)} retried draft(s) did not succeed", 1)
+    return 0
+
+
+def cmd_exports_show(args: argparse.Namespace) -> int:
+    """Every attempt of one draft in full, its request record and its page in the UI."""
+    import json
+    import urllib.parse
+
+    from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
+    from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+    from orderflow_exports.domain.acks import excerpt
+
+    ref = _parse_draft_key(args.key)
+    engine = _engine()
+    rows = [
+        r
+        for r in SqlExportLedger(engine).list(org_id=ref.org_id, limit=MAX_LIST_LIMIT)
+        if r.draft_order_id == ref.draft_order_id
+    ]
+    rows.sort(key=lambda r: r.attempt)
+    request = SqlExportRequests(engine).get(ref)
+    url = (
+        f"{_ui_base(args)}/assets/export_json?view=partitions&partition="
+        f"{urllib.parse.quote(ref.partition_key, safe='')}"
+    )
+    if args.json:
+        from dataclasses import asdict
+
+        shown_request = None
+        if request is not None:
+            shown_request = {
+                k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                for k, v in asdict(request).items()
+            }
+        emit(
+            json.dumps(
+                {
+                    "draft": ref.partition_key,
+                    "ui_url": url,
+                    "attempts": [record_json(r) for r in rows],
+                    "request": shown_request,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    emit(f"{ref}  {url}")
+    if not rows:
+        emit("no export attempts")
+    for r in rows:
+        emit(f"attempt {r.attempt}: {r.status}{' (forced)' if r.forced else ''}  export_id {r.id}")
+        emit(f"  file        {r.filename}")
+        emit(f"  dropzone    {r.dropzone_path}")
+        emit(f"  archive     {r.storage_key}")
+        emit(f"  sha256      {r.content_sha256}  ({r.byte_size} bytes, {r.line_count} lines)")
+        emit(f"  run         {r.dagster_run_id or '-'}")
+        emit(
+            f"  created {_when(r.created_at)}, sent {_when(r.sent_at) if r.sent_at else '-'}, "
+            f"acked {_when(r.acked_at) if r.acked_at else '-'}"
+        )
+        if r.erp_order_number:
+            emit(f"  ERP order   {excerpt(r.erp_order_number, 200)}")
+        if r.error_code:
+            emit(
+                f"  error       {r.error_code}: {excerpt(r.error_message or '', FULL_ERROR_CHARS)}"
+            )
+    if request is not None:
+        emit(
+            f"requests: {request.request_count} (re-drives {request.redrive_count}), last "
+            f"outcome {request.last_outcome or 'none reported'}: "
+            f"{excerpt(request.last_reason or '', FULL_ERROR_CHARS)}"
+        )
+    return 0
+
+
+def backlog_reason(candidate: Any, configs: Mapping[str, ConnectorConfig], now: Any) -> str:
+    """Why an APPROVED draft without a PENDING/SENT/ACKED export has not gone out (yet)."""
+    from orderflow_exports.domain.drafts import refusal_reason
+    from orderflow_exports.domain.export_requests import request_reason
+    from orderflow_exports.domain.naming import DraftRef
+
+    draft = candidate.draft
+    ref = DraftRef(draft.org_id, draft.id)
+    config = configs.get(ref.org_id)
+    if config is None:
+        return "no connector"
+    if not config.enabled:
+        return "connector disabled"
+    refused = refusal_reason(ref, draft)
+    if refused is not None:
+        return f"refused: {refused}"
+    request = candidate.request
+    if request is not None and request.needs_person_since is not None:
+        return f"needs a person ({request.last_outcome}: {request.last_reason})"
+    if candidate.ever_sent:
+        return "sent once, then failed: only a person re-sends it (`exports retry`)"
+    reason = request_reason(candidate, now)
+    if reason is not None:
+        return f"not yet ticked: the next sensor tick requests it ({reason})"
+    if request is not None and request.last_outcome is None:
+        return "requested, its run has not reported yet"
+    if request is not None and request.next_due_at is not None:
+        return f"waiting for its re-drive at {_when(request.next_due_at)}"
+    return f"not requested automatically (last outcome {request.last_outcome if request else '-'})"
+
+
+def cmd_exports_backlog(args: argparse.Namespace) -> int:
+    """APPROVED drafts with no PENDING/SENT/ACKED export, each with the reason."""
+    import json
+    from datetime import UTC, datetime
+
+    from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+    from orderflow_exports.adapters.sql.drafts import SqlDraftSource
+    from orderflow_exports.application.planning import candidate_pages
+
+    _check_limit(args.limit)
+    if args.org is not None:
+        validate_id(args.org, "--org")
+    engine = _engine()
+    configs = {c.org_id: c for c in SqlConnectorConfigs(engine).list()}
+    now = datetime.now(UTC)
+    lines: list[tuple[str, str]] = []
+    unreadable: list[str] = []
+    for page in candidate_pages(SqlDraftSource(engine), now, page_size=2000, max_scanned=200_000):
+        unreadable.extend(str(u) for u in page.unreadable)
+        for candidate in page.candidates:
+            draft = candidate.draft
+            if args.org is not None and draft.org_id != args.org:
+                continue
+            lines.append((f"{draft.org_id}:{draft.id}", backlog_reason(candidate, configs, now)))
+        if len(lines) >= args.limit:
+            break
+    lines = lines[: args.limit]
+    if args.json:
+        emit(json.dumps([{"draft": k, "reason": r} for k, r in lines], indent=2))
+        return 0
+    if not lines and not unreadable:
+        emit("no backlog: every approved draft has an export in progress or sent")
+    for key, reason in lines:
+        emit(f"{key}  {reason}")
+    for bad in unreadable:
+        emit(f"unreadable draft: {bad}")
+    return 0
+
+
+def _connector(engine: Any, org: str) -> ConnectorConfig:
+    from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+
+    validate_id(org, "--org")
+    config = SqlConnectorConfigs(engine).get(org)
+    if config is None:
+        raise UsageError(f"org {org} has no connector (see `orderflow-exports connectors list`)")
+    return config
+
+
+def cmd_connectors_show(args: argparse.Namespace) -> int:
+    """One connector in full (secret references only) and the rules it breaks, if any."""
+    from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+
+    engine = _engine()
+    config = _connector(engine, args.org)
+    others = [c for c in SqlConnectorConfigs(engine).list() if c.org_id != config.org_id]
+    for name in (
+        "org_id", "enabled", "transport", "endpoint", "export_path", "ack_path", "host_key",
+        "private_key_ref", "password_ref", "ack_deadline_seconds", "updated_at",
+    ):  # fmt: skip
+        emit(f"{name:<21} {getattr(config, name)}")
+    problems = connector_problems(
+        config, others, local=_local_folders([config, *others]), conflicts_with="earlier"
+    )
+    emit("problems              " + ("; ".join(problems) if problems else "none"))
+    return 0
+
+
+def cmd_connectors_delete(args: argparse.Namespace) -> int:
+    from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+
+    engine = _engine()
+    config = _connector(engine, args.org)
+    if not args.yes:
+        raise UsageError(f"deleting the connector of {config.org_id} needs --yes")
+    SqlConnectorConfigs(engine).delete(config.org_id)
+    emit(f"connector of {config.org_id} deleted; its exports and files are kept")
+    return 0
+
+
+def cmd_connectors_test(args: argparse.Namespace) -> int:
+    """Connect as the export pass does and try each step the exporter needs; exit 1 on a failure."""
+    import uuid
+
+    from orderflow_exports.adapters.dropzones import DropzoneSessions
+    from orderflow_exports.adapters.secrets import SecretScope
+    from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
+    from orderflow_exports.defs.settings import resolve_secret_dirs
+    from orderflow_exports.domain.acks import excerpt
+    from orderflow_exports.domain.naming import temp_filename
+
+    engine = _engine()
+    config = _connector(engine, args.org)
+    others = [c for c in SqlConnectorConfigs(engine).list() if c.org_id != config.org_id]
+    try:
+        scope = SecretScope(resolve_secret_dirs(None))
+    except ValueError as exc:
+        raise EnvironmentProblem(str(exc)) from None
+
+    def sftp_settings() -> Any:
+        from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+
+        return SftpSettings(secrets=scope)
+
+    sessions = DropzoneSessions(sftp_settings_factory=sftp_settings)
+    # A hidden temp name: the ERP ignores it, and the stale-temp sweep would remove a leftover.
+    final_name = f"orderflow-connector-test-{uuid.uuid4().hex}.json"
+    probe = temp_filename(final_name)
+    state: dict[str, Any] = {}
+    problems = connector_problems(
+        config, others, local=_local_folders([config, *others]), conflicts_with="earlier"
+    )
+
+    def rules() -> str:
+        if problems:
+            raise ValueError("; ".join(problems))
+        return "none broken"
+
+    def connect() -> str:
+        state["session"] = sessions.session_for(config)
+        return config.endpoint
+
+    def listing(folder: str) -> Callable[[], str]:
+        return lambda: f"{len(state['session'].list_entries(folder))} entries in {folder}"
+
+    def write() -> str:
+        state["session"].write_file(config.export_path, probe, b"{}")
+        return f"{config.export_path}/{probe}"
+
+    def remove() -> str:
+        if not state["session"].remove_temp(config.export_path, final_name):
+            raise ValueError("the test file was not there any more")
+        return "removed"
+
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("config rules", rules),
+        ("connect (pinned host key, secret reference)", connect),
+        ("list export folder", listing(config.export_path)),
+        ("list ack folder", listing(config.ack_path)),
+        ("write a temp file", write),
+        ("remove the temp file", remove),
+    ]
+    failed = None
+    try:
+        for name, step in steps:
+            try:
+                detail = step()
+            except Exception as exc:  # noqa: BLE001 - each step reports its own failure
+                message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                code = getattr(exc, "code", None)
+                emit(f"FAILED  {name}: {f'[{code}] ' if code else ''}{excerpt(message, 400)}")
+                failed = name
+                break
+            emit(f"ok      {name}: {detail}")
+    finally:
+        sessions.close()
+    if failed:
+        return _fail(f"connector of {config.org_id} failed at: {failed}", EXIT_ENVIRONMENT)
+    return 0
+
+
 def cmd_demo(_: argparse.Namespace) -> int:
     from orderflow_exports.demo import run_demo
 
@@ -620,6 +1001,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operate the DROPZONE_JSON_V1 exporter. The database comes from "
         "ORDERFLOW_DATABASE_URL (default: SQLite under $DAGSTER_HOME/orderflow).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     groups = parser.add_subparsers(dest="group", required=True)
 
     db = groups.add_parser("db", help="database schema").add_subparsers(dest="cmd", required=True)
@@ -642,6 +1024,18 @@ def build_parser() -> argparse.ArgumentParser:
     cset.add_argument("--disabled", action="store_true")
     cset.set_defaults(func=cmd_connectors_set)
     csub.add_parser("list", help="list connectors").set_defaults(func=cmd_connectors_list)
+    cshow = csub.add_parser("show", help="one connector in full, and the rules it breaks")
+    cshow.add_argument("--org", required=True)
+    cshow.set_defaults(func=cmd_connectors_show)
+    ctest = csub.add_parser(
+        "test", help="connect, list the export and ack folders, write and remove a temp file"
+    )
+    ctest.add_argument("--org", required=True)
+    ctest.set_defaults(func=cmd_connectors_test)
+    cdelete = csub.add_parser("delete", help="remove an org's connector (exports are kept)")
+    cdelete.add_argument("--org", required=True)
+    cdelete.add_argument("--yes", action="store_true", help="really delete it")
+    cdelete.set_defaults(func=cmd_connectors_delete)
 
     exports = groups.add_parser("exports", help="export attempts (erp_export)")
     esub = exports.add_subparsers(dest="cmd", required=True)
@@ -649,7 +1043,37 @@ def build_parser() -> argparse.ArgumentParser:
     elist.add_argument("--org")
     elist.add_argument("--status", choices=[s.value for s in ExportStatus])
     elist.add_argument("--limit", type=int, default=100)
+    elist.add_argument("--json", action="store_true", help="the rows as a JSON array")
+    elist.add_argument("--full-errors", action="store_true", help="do not cut error messages")
     elist.set_defaults(func=cmd_exports_list)
+
+    eshow = esub.add_parser("show", help="every attempt of one draft in full (ORG:DRAFT)")
+    eshow.add_argument("key", metavar="ORG:DRAFT")
+    eshow.add_argument("--json", action="store_true")
+    eshow.add_argument("--url", help="Dagster webserver base URL, for the UI link")
+    eshow.set_defaults(func=cmd_exports_show)
+
+    eretry = esub.add_parser(
+        "retry",
+        help="re-send through the running Dagster deployment (run retries and limits apply)",
+    )
+    eretry.add_argument("--org")
+    eretry.add_argument("--draft")
+    eretry.add_argument("--status", choices=["FAILED"], help="every draft whose latest is FAILED")
+    eretry.add_argument("--force", action="store_true", help="also over a SENT/ACKED export")
+    eretry.add_argument("--wait", action="store_true", help="wait for the runs and report")
+    eretry.add_argument("--wait-timeout", type=float, default=900.0, metavar="SECONDS")
+    eretry.add_argument("--limit", type=int, default=100, help="drafts per batch")
+    eretry.add_argument(
+        "--url", help="Dagster webserver URL (default $ORDERFLOW_DAGSTER_URL or 127.0.0.1:3000)"
+    )
+    eretry.set_defaults(func=cmd_exports_retry)
+
+    backlog = esub.add_parser("backlog", help="approved drafts not exported (yet), with the reason")
+    backlog.add_argument("--org")
+    backlog.add_argument("--limit", type=int, default=1000)
+    backlog.add_argument("--json", action="store_true")
+    backlog.set_defaults(func=cmd_exports_backlog)
 
     attention = esub.add_parser(
         "attention", help="drafts that need a person (stopped re-drives, ACK_TIMEOUT, rejected)"
@@ -673,7 +1097,26 @@ def build_parser() -> argparse.ArgumentParser:
     schema = groups.add_parser("schema", help="print the document's JSON Schema")
     schema.add_argument("--write", metavar="PATH")
     schema.set_defaults(func=cmd_schema)
+    _register_subcommands(groups)
     return parser
+
+
+def _register_subcommands(groups: Any) -> None:
+    """Command groups kept in modules of their own: each adds its parser here."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("orderflow_exports")
+    except PackageNotFoundError:
+        ours = "unknown"
+    try:
+        dagster = version("dagster")
+    except PackageNotFoundError:
+        dagster = "not installed"
+    return f"{ours} (dagster {dagster})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

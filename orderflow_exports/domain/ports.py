@@ -297,3 +297,34 @@ class ExportRequests(Protocol):
     def needing_person(
         self, *, org_id: str | None = None, limit: int = 100
     ) -> builtins.list[ExportRequest]: ...
+
+
+@dataclass(frozen=True)
+class LaunchedRun:
+    """A run as the deployment reports it: its status and the run that retries it, if any."""
+
+    run_id: str
+    status: str  # Dagster's run status name: QUEUED, STARTED, SUCCESS, FAILURE, CANCELED, …
+    retry_run_id: str | None = None  # set once the daemon has launched a retry of this run
+    will_retry: bool = False  # the daemon is going to retry this failed run
+
+
+class DeploymentRuns(Protocol):
+    """The running Dagster deployment, as far as re-sending drafts goes (its run queue,
+    run retries and run history apply to what is launched here)."""
+
+    def ensure_partition(self, partition_key: str) -> bool:
+        """Add ``partition_key`` to the drafts' partitions; True when it was missing."""
+        ...
+
+    def launch_export(self, partition_key: str, *, tags: dict[str, str], force: bool) -> str:
+        """Queue one export run of ``partition_key``; its run id."""
+        ...
+
+    def run(self, run_id: str) -> LaunchedRun:
+        """The run's status now."""
+        ...
+
+    def run_url(self, run_id: str) -> str:
+        """The run's page in the UI."""
+        ...

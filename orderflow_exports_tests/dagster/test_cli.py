@@ -69,10 +69,7 @@ def test_exports_list_shows_failures_with_the_retry_command(orderflow_env: Order
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"^acme\s+D-1\s+1\s+FAILED\s", listed.stdout, re.MULTILINE)
     assert "CONFIG: export folder" in listed.stdout
-    assert (
-        "dagster job execute -m orderflow_exports -j export_drafts_job "
-        '--tags \'{"dagster/partition": "acme:D-1"}\'' in listed.stdout
-    )
+    assert "orderflow-exports exports retry --org acme --draft D-1" in listed.stdout
     assert "/assets/export_json?view=partitions&partition=acme:D-1" in listed.stdout
     assert "no exports" in orderflow_cli(env, "exports", "list", "--status", "ACKED").stdout
 

@@ -28,10 +28,7 @@ from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
 from orderflow_exports_tests.support.processes import orderflow_cli
 from orderflow_exports_tests.support.sshd import SshdServer
 
-PLAIN_RESEND = (
-    "dagster job execute -m orderflow_exports -j export_drafts_job "
-    '--tags \'{"dagster/partition": "%s"}\''
-)
+PLAIN_RESEND = "orderflow-exports exports retry --org %s --draft %s"
 
 
 def exported(env: OrderflowEnv, org_id: str, draft_id: str) -> ExportRecord:
@@ -99,13 +96,13 @@ def test_timeout_and_rejection_hints_say_what_to_check(orderflow_env: OrderflowE
     # The latest attempt is FAILED: a plain re-send makes a new one, no force needed.
     assert (
         "Re-send only if it does not (no force needed: the latest attempt is FAILED): "
-        + PLAIN_RESEND % "acme:D-1"
+        + PLAIN_RESEND % ("acme", "D-1")
     ) in timeout_hint
-    assert "force.yaml" not in timeout_hint
+    assert "--force" not in timeout_hint
     assert "never declared while the org's ack folder cannot be read" in timeout_hint
     rejected_hint = hint_line(out.split("\n\n")[-1], "acme:D-2")
     assert 'the ERP refused it: "ERP rejected the order: credit hold ' in rejected_hint
-    assert "a re-send makes a new attempt: " + PLAIN_RESEND % "acme:D-2" in rejected_hint
+    assert "a re-send makes a new attempt: " + PLAIN_RESEND % ("acme", "D-2") in rejected_hint
     assert "Check the ERP first" not in rejected_hint
     assert "\x1b" not in out  # the ERP's text never reaches the terminal raw
 
@@ -121,10 +118,10 @@ def test_superseded_attempt_needs_no_action(orderflow_env: OrderflowEnv) -> None
     code, out, _ = run_cli("exports", "list")
     assert code == 0 and forced.status is ExportStatus.SENT
     assert "FAILED —" not in out  # the failed attempt is not the latest: no hint at all
-    # Over a SENT or ACKED latest only a forced run sends again; the hint names its run config,
-    # the same config this test forced with.
+    # Over a SENT or ACKED latest only a forced run sends again; the hint names --force and,
+    # for the UI, the run config this test forced with.
     forced_command = resend_command("acme", "D-1", force=True)
-    assert "-j export_drafts_job -c force.yaml --tags" in forced_command
+    assert "exports retry --org acme --draft D-1 --force" in forced_command
     assert f"`{FORCE_CONFIG}`" in forced_command
     assert yaml.safe_load(FORCE_CONFIG) == {"ops": {"export_json": {"config": {"force": True}}}}
 
@@ -156,7 +153,7 @@ def test_attention_lists_each_draft_that_needs_a_person_once(orderflow_env: Orde
     assert "export folder" in globex  # the last reason, as the run recorded it
     assert "latest export attempt 1 FAILED" in globex
     assert globex.endswith(
-        "re-send: " + PLAIN_RESEND % "globex:G-1" + "  (or in the UI: "
+        "re-send: " + PLAIN_RESEND % ("globex", "G-1") + "  (or in the UI: "
         "/assets/export_json?view=partitions&partition=globex:G-1 → Materialize)"
     )
     code, out, _ = run_cli("exports", "attention", "--org", "globex")

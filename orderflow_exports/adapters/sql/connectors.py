@@ -63,6 +63,14 @@ class SqlConnectorConfigs:
             )
             conn.execute(insert(erp_connector_config).values(**values))
 
+    def delete(self, org_id: str) -> bool:
+        """Remove the org's connector row; False when it had none."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                delete(erp_connector_config).where(erp_connector_config.c.org_id == org_id)
+            )
+        return bool(result.rowcount)
+
     @staticmethod
     def _config(row: object) -> ConnectorConfig:
         mapping = dict(row)  # type: ignore[call-overload]

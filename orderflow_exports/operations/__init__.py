@@ -1,0 +1,1 @@
+"""Entry points for other programs (the OrderFlow app) and the operator's CLI."""
