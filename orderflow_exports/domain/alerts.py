@@ -22,10 +22,9 @@ from orderflow_exports.domain.naming import DraftRef
 
 _MESSAGE_LIMIT = 1000
 _DRAFTS_IN_TEXT = 20
-RESEND_COMMAND = (
-    "dagster job execute -m orderflow_exports -j export_drafts_job "
-    '--tags \'{{"dagster/partition": "{partition}"}}\''
-)
+# Retries go through the running deployment, so the daemon's run retries and the per-host
+# concurrency limits apply to them.
+RESEND_COMMAND = "orderflow-exports exports retry --org {org} --draft {draft}"
 
 
 class AlertKind(StrEnum):
@@ -137,9 +136,18 @@ class AlertDeliveryError(Exception):
 def resend_step(partition_keys: list[str] | tuple[str, ...]) -> str:
     """The command that re-sends the draft (a FAILED latest attempt needs no force)."""
     if len(partition_keys) == 1:
-        return RESEND_COMMAND.format(partition=partition_keys[0])
-    return "for each draft listed, after checking the ERP: " + RESEND_COMMAND.format(
-        partition="<org_id>:<draft_order_id>"
+        org, _, draft = partition_keys[0].partition(":")
+        return RESEND_COMMAND.format(org=org, draft=draft)
+    orgs = sorted({key.partition(":")[0] for key in partition_keys})
+    if len(orgs) == 1:
+        return (
+            "after checking the ERP, for each draft listed: "
+            + RESEND_COMMAND.format(org=orgs[0], draft="<draft_order_id>")
+            + f" (or every failed draft of the org: orderflow-exports exports retry --org "
+            f"{orgs[0]} --status FAILED)"
+        )
+    return "after checking the ERP, for each draft listed: " + RESEND_COMMAND.format(
+        org="<org_id>", draft="<draft_order_id>"
     )
 
 

@@ -9,7 +9,7 @@ from alembic import op
 
 from orderflow_exports.adapters.sql.tables import UtcDateTime
 
-revision = "0004_alerts"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

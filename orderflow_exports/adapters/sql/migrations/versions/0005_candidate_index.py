@@ -17,8 +17,8 @@ Revises: 0003
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_candidate_index"
-down_revision = "0004_alerts"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
