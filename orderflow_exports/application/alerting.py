@@ -33,6 +33,7 @@ from orderflow_exports.domain.alerts import (
 )
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.export_requests import ExportRequest
+from orderflow_exports.domain.reconciliation import Finding
 from orderflow_exports.domain.records import ExportRecord
 
 # Failures of the org's dropzone itself (not of one draft's data).
@@ -235,12 +236,60 @@ def find_alerts(
     return alerts
 
 
+def reconciliation_alerts(findings: Sequence[Finding]) -> list[Alert]:
+    """One alert per reconciliation finding; its event is the finding's class and subject, so
+    a mismatch that stays (found again every day) is told once per channel."""
+    return [
+        Alert(
+            kind=AlertKind.RECONCILIATION,
+            title=f"org {finding.org_id}: {finding.kind}: {finding.subject}",
+            org_id=finding.org_id,
+            drafts=(finding.partition_key,) if finding.partition_key else (),
+            error_code=finding.kind,
+            error_message=finding.detail or None,
+            next_step=finding.next_step,
+            event_keys=(
+                f"{AlertKind.RECONCILIATION}:{finding.org_id}:{finding.kind}:{finding.subject}",
+            ),
+            details={
+                "subject": finding.subject,
+                **({"export_id": finding.export_id} if finding.export_id else {}),
+                **({"fixed": finding.fixed} if finding.fixed else {}),
+            },
+        )
+        for finding in findings
+    ]
+
+
+def _merge_reconciliation(org_id: str | None, chunk: Sequence[Alert]) -> Alert:
+    steps = list(dict.fromkeys(a.next_step for a in chunk))
+    return Alert(
+        kind=AlertKind.RECONCILIATION,
+        title=f"org {org_id}: {len(chunk)} reconciliation finding(s)",
+        org_id=org_id,
+        drafts=tuple(d for a in chunk for d in a.drafts),
+        error_code=chunk[0].error_code if len({a.error_code for a in chunk}) == 1 else "various",
+        error_message=None,
+        next_step=" | ".join(steps[:5])
+        + (f" (and {len(steps) - 5} more)" if len(steps) > 5 else ""),
+        event_keys=tuple(k for a in chunk for k in a.event_keys),
+        details={
+            "findings": {
+                str(a.details.get("subject")): f"{a.error_code}: {a.error_message or ''} "
+                f"→ {a.next_step}"
+                for a in chunk
+            }
+        },
+    )
+
+
 def merge_alerts(alerts: Sequence[Alert], max_drafts: int) -> list[Alert]:
-    """Per-draft alerts of one kind and org become one alert of up to ``max_drafts`` drafts."""
+    """Per-draft alerts of one kind and org become one alert of up to ``max_drafts`` drafts;
+    reconciliation findings of one org likewise become one alert."""
     merged: list[Alert] = []
     groups: dict[tuple[str, str | None], list[Alert]] = defaultdict(list)
     for alert in alerts:
-        if alert.kind in _PER_DRAFT_KINDS:
+        if alert.kind in _PER_DRAFT_KINDS or alert.kind == AlertKind.RECONCILIATION:
             groups[(str(alert.kind), alert.org_id)].append(alert)
         else:
             merged.append(alert)
@@ -249,6 +298,9 @@ def merge_alerts(alerts: Sequence[Alert], max_drafts: int) -> list[Alert]:
             chunk = members[start : start + max_drafts]
             if len(chunk) == 1:
                 merged.append(chunk[0])
+                continue
+            if kind == AlertKind.RECONCILIATION:
+                merged.append(_merge_reconciliation(org_id, chunk))
                 continue
             drafts = tuple(d for a in chunk for d in a.drafts)
             codes = {a.error_code for a in chunk}

@@ -15,19 +15,22 @@ without that, and the lead can feed ``findings`` from the op's result to the ale
 
 import json
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.sql.alerts import SqlAlertLog
+from orderflow_exports.application.alerting import deliver, reconciliation_alerts
 from orderflow_exports.application.export_service import ExportService, ExportSettings
 from orderflow_exports.application.reconciliation import (
     OrgReconciliation,
     Reconciler,
     ReconcileSettings,
 )
+from orderflow_exports.defs.alerts import NotifierResource
 from orderflow_exports.defs.resources import (
     DatabaseResource,
     DropzoneResource,
@@ -194,6 +197,7 @@ def reconcile_dropzones(
     dropzone: DropzoneResource,
     export_store: ExportStoreResource,
     reconciliation: ReconciliationResource,
+    notifier: NotifierResource,
 ) -> list[Finding]:
     results = run_reconciliation(
         database, dropzone, export_store, reconciliation, context.instance, context.log
@@ -213,6 +217,18 @@ def reconcile_dropzones(
             "per_org": dg.MetadataValue.json({r.org_id: r.counts() for r in results}),
         }
     )
+    # Alerts come after the findings are on record (observations, log); a channel that fails
+    # records nothing, so its alerts go out on the next reconciliation.
+    delivery = deliver(
+        reconciliation_alerts(findings),
+        notifier.notifiers(context.log),
+        SqlAlertLog(database.engine),
+        now=datetime.now(UTC),
+        max_drafts_per_alert=notifier.max_drafts_per_alert,
+    )
+    alerts_line = f"reconciliation alerts: {delivery.summary()}"
+    (context.log.error if delivery.failures else context.log.info)(alerts_line)
+    context.add_output_metadata({"alerts": alerts_line})
     _fail_if_incomplete(results)
     return findings
 

@@ -13,7 +13,10 @@ import pytest
 
 from orderflow_exports.domain.naming import DraftRef, export_filename, temp_filename
 from orderflow_exports_tests.dagster.test_ack_sensor import unreachable_sftp
+from orderflow_exports_tests.support.alert_servers import WebhookReceiver, webhook
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
+
+__all__ = ["webhook"]  # fixture
 
 HOUR = 3600
 
@@ -123,3 +126,29 @@ def test_a_schedule_tick_requests_one_run_of_the_job() -> None:
     [request] = data.run_requests or []
     assert request.job_name in (None, "reconcile_dropzones_job")
     assert schedule.default_status is dg.DefaultScheduleStatus.RUNNING
+
+
+def test_findings_reach_the_webhook_once_each_and_a_new_one_is_told_next_time(
+    orderflow_env: OrderflowEnv, webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORDERFLOW_ALERT_WEBHOOK_URL", webhook.url)
+    env = orderflow_env
+    acme = env.add_local_connector("acme")
+    temp = temp_of_no_row("acme")
+    old_file(acme.export_path, temp, 3 * HOUR)
+    old_file(acme.export_path, "foreign.csv", HOUR)
+
+    assert run_job(env).success
+    [first] = webhook.posts
+    assert first["kind"] == "RECONCILIATION" and first["org_id"] == "acme"
+    assert sorted(first["details"]["findings"]) == sorted([temp, "foreign.csv"])
+    assert len(first["event_keys"]) == 2
+
+    assert run_job(env).success  # the same two mismatches: already told
+    assert len(webhook.posts) == 1
+
+    old_file(acme.export_path, "another.xml", HOUR)
+    assert run_job(env).success
+    assert len(webhook.posts) == 2
+    second = webhook.posts[1]
+    assert second["error_code"] == "unknown_file" and "another.xml" in second["title"]
