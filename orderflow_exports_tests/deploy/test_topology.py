@@ -43,7 +43,7 @@ from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.defs.sensors import DROPZONE_HOST_TAG
-from orderflow_exports.demo import DEMO_APPROVED_AT, SampleDraft, insert_drafts, prepare_database
+from orderflow_exports.demo import SampleDraft, insert_drafts, prepare_database
 from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.support.dagster_services import (
@@ -276,13 +276,13 @@ def _write_ack(ack_dir: Path, record: ExportRecord) -> None:
     partial.rename(ack_dir / f"ack-{record.id}.json")
 
 
-def _drafts(org: str, prefix: str, count: int, offset: int) -> list[SampleDraft]:
+def _drafts(org: str, prefix: str, count: int) -> list[SampleDraft]:
+    # Approved (and so updated) now, as OrderFlow core stamps them: the sensor reads changes
+    # since its previous tick.
+    now = datetime.now(UTC)
     return [
         SampleDraft(
-            org,
-            f"{org.upper()}-{prefix}-{n}",
-            lines=3,
-            approved_at=DEMO_APPROVED_AT + timedelta(seconds=offset + n),
+            org, f"{org.upper()}-{prefix}-{n}", lines=3, approved_at=now + timedelta(milliseconds=n)
         )
         for n in range(count)
     ]
@@ -344,7 +344,7 @@ def test_topology_end_to_end_with_code_server_and_daemon_restarts(
             configs.upsert(
                 server.connector_config(org, str(outbox), str(acks), host=erp.host, port=erp.port)
             )
-        first_batch = _drafts("acme", "A", 3, 0) + _drafts("globex", "A", 3, 0)
+        first_batch = _drafts("acme", "A", 3) + _drafts("globex", "A", 3)
         insert_drafts(engine, first_batch)
 
         topology = Topology(env, tmp_path)
@@ -397,7 +397,7 @@ def _run_story(
     print(f"runs when the code server was killed and the daemon stopped: {states_at_kill}")
 
     # 2. Approvals while the sensor is down are picked up after the restart.
-    insert_drafts(engine, _drafts("acme", "B", 2, 100) + _drafts("globex", "B", 2, 100))
+    insert_drafts(engine, _drafts("acme", "B", 2) + _drafts("globex", "B", 2))
     topology.start("code-server")
     _wait_code_server(topology, code_port)
     daemon = topology.start("daemon")
