@@ -15,9 +15,7 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   fi
 fi
 
-python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+bash scripts/install.sh  # .venv with -e ".[test]", the same procedure the image uses
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
