@@ -277,11 +277,21 @@ def test_a_sensor_batch_shows_each_drafts_own_export_and_a_rejection_is_resent(u
     )
     run_ids = {r.dagster_run_id for r in rows.values()}
     assert len(run_ids) < BATCH_SIZE  # batched: not one run per draft
+    for run_id in run_ids:
+        wait_for(
+            "the batch run to finish",
+            lambda run_id=run_id: _finished(env.instance, run_id or ""),
+            timeout=RUN_DEADLINE_SECONDS,
+            alive=ui.alive,
+        )
 
     # Three partition pages, each with its own export id, status and file, none of another's.
     sample_keys = [keys[0], keys[BATCH_SIZE // 2], keys[-1]]
     for index, key in enumerate(sample_keys):
         _partition_page(ui, key)
+        page.get_by_role("button", name=re.compile(r"View all historical events")).click()
+        page.wait_for_timeout(5000)
+        ui.shot(f"debug-history-{index}")
         page.get_by_text(rows[key].id).first.wait_for()
         page.get_by_text(rows[key].filename).first.wait_for()
         text = page.inner_text("body")
