@@ -80,6 +80,6 @@ def test_a_failed_draft_in_a_batch_says_so_on_its_own_partition(
     detail = _metadata(globex_obs)
     assert detail["status"].value == "FAILED"
     assert detail["error_code"].value  # the transport's code, e.g. a missing folder
-    [failed] = env.exports("globex:G-1") or [None]
-    if failed is not None:
-        assert failed.error_code == detail["error_code"].value
+    [failed] = env.exports("globex:G-1")
+    assert failed.status is ExportStatus.FAILED
+    assert failed.error_code == detail["error_code"].value
