@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import orderflow_exports.quiet_warnings  # noqa: F401  (the accepted Dagster warnings, see there)
 from orderflow_exports.domain.connector_rules import (
     LocalFolders,
     ack_deadline_hours_problem,

@@ -132,9 +132,34 @@ def _clean(metadata: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metadata.items() if v is not None}
 
 
+# What the draft's partition says about its latest export. Waiting is not a failure; the two
+# states that need a person carry the next step.
+ACK_STATE_WAITING = "WAITING_FOR_ACK"
+ACK_STATE_ACKED = "ACKED"
+ACK_STATE_NEEDS_ACTION = "NEEDS_ACTION"
+NEXT_STEP = (
+    "re-send: Materialize this partition of export_json (no force needed for a FAILED latest "
+    "export); for ACK_TIMEOUT first look for the export id in the ERP's inbox"
+)
+
+
+def _ack_state(status: ExportStatus | None) -> str:
+    if status is ExportStatus.ACKED:
+        return ACK_STATE_ACKED
+    if status is ExportStatus.FAILED:
+        return ACK_STATE_NEEDS_ACTION
+    return ACK_STATE_WAITING
+
+
+def _state_metadata(status: ExportStatus | None) -> dict[str, Any]:
+    state = _ack_state(status)
+    return {"ack_state": state, "next_step": NEXT_STEP if state == ACK_STATE_NEEDS_ACTION else None}
+
+
 def _outcome_metadata(outcome: AckOutcome) -> dict[str, Any]:
     return _clean(
         {
+            **(_state_metadata(outcome.status) if outcome.kind != "rejected" else {}),
             "ack_outcome": outcome.kind,
             "export_id": outcome.export_id,
             "status": str(outcome.status) if outcome.status else None,
@@ -191,7 +216,7 @@ def _outcome_events(outcome: AckOutcome) -> list[AckEvent]:
     description = (
         f"ERP acknowledged export {outcome.export_id} as {outcome.erp_order_number or '-'}"
         if acked
-        else f"ERP rejected export {outcome.export_id}: {outcome.error_message or ''}"
+        else f"NEEDS ACTION: ERP rejected export {outcome.export_id}: {outcome.error_message or ''}"
     )
     return [
         dg.AssetObservation(
@@ -212,6 +237,7 @@ def _outcome_events(outcome: AckOutcome) -> list[AckEvent]:
 def _timeout_events(timeout: AckTimeout) -> list[AckEvent]:
     metadata = _clean(
         {
+            **_state_metadata(ExportStatus.FAILED),
             "ack_outcome": "timeout",
             "export_id": timeout.export_id,
             "status": str(ExportStatus.FAILED),
@@ -220,7 +246,7 @@ def _timeout_events(timeout: AckTimeout) -> list[AckEvent]:
             "sent_at": timeout.sent_at.isoformat() if timeout.sent_at else None,
         }
     )
-    description = f"export {timeout.export_id}: {timeout.message}"
+    description = f"NEEDS ACTION: export {timeout.export_id}: {timeout.message}"
     return [
         dg.AssetObservation(
             asset_key=EXPORT_JSON,
@@ -478,7 +504,27 @@ def erp_ack_sensor(
         )
     for problem in problems:
         context.log.error(problem)
-    return dg.SensorResult(asset_events=events)
+    # The tick list shows a tick's skip text, not its asset events: say what this tick did there
+    # (it requests no runs, so without it a working tick reads like an idle one).
+    return dg.SensorResult(asset_events=events, skip_reason=tick_text(summaries, problems))
+
+
+def tick_text(summaries: Sequence[AckPassSummary], problems: Sequence[str] = ()) -> str:
+    """One line for the tick list: what a pass applied, skipped and why, per kind."""
+    applied = [o for s in summaries for o in s.applied]
+    acked = sum(1 for o in applied if o.status is ExportStatus.ACKED)
+    parts = [
+        f"applied {len(applied)} ack(s) ({acked} ACKED, {len(applied) - acked} FAILED by the ERP)",
+        f"{sum(len(s.replayed) for s in summaries)} replayed (no change)",
+        f"{sum(len(s.rejected) for s in summaries)} moved to error/",
+        f"{sum(len(s.timeouts) for s in summaries)} ACK_TIMEOUT",
+        f"{sum(s.deferred for s in summaries)} deferred to the next tick",
+        f"in {len(summaries)} org(s)",
+    ]
+    text = ", ".join(parts)
+    if problems:
+        text += "; problems: " + "; ".join(problems)
+    return text[:2000]
 
 
 # --- the job -----------------------------------------------------------------------------------
@@ -536,6 +582,7 @@ def _check_metadata(record: ExportRecord | None) -> dict[str, Any]:
         return {"status": "NOT_EXPORTED"}
     return _clean(
         {
+            **_state_metadata(record.status),
             "export_id": record.id,
             "status": str(record.status),
             "erp_order_number": record.erp_order_number,
@@ -552,10 +599,11 @@ def _check_metadata(record: ExportRecord | None) -> dict[str, Any]:
     name=ERP_ACK_CHECK,
     partitions_def=approved_drafts_partitions,
     blocking=False,
-    description="Has the ERP acknowledged the draft's latest export? Passed: ACKED. Failed "
-    "(error): FAILED by the ERP, by a transport error or by ACK_TIMEOUT. Failed (warning): "
-    "still waiting for the ack. Reported by erp_ack_sensor on every ack and timeout; "
-    "running the check reads the current erp_export row.",
+    description="Did the ERP refuse or never answer the draft's latest export? Failed (error): "
+    "the latest export is FAILED (ERP_REJECTED, ACK_TIMEOUT, a transport error): it needs a "
+    "re-send. Passed: ACKED, or still waiting for the ack within the org's deadline (waiting is "
+    "not a failure; the metadata says WAITING_FOR_ACK). Reported by erp_ack_sensor on every ack "
+    "and timeout; running the check reads the current erp_export row.",
 )
 def erp_ack(
     context: dg.AssetCheckExecutionContext, database: DatabaseResource
@@ -567,22 +615,32 @@ def erp_ack(
             rows[key] = ledger.latest(DraftRef.from_partition_key(key))
         except OrderflowError:
             rows[key] = None
-    statuses = {key: (str(r.status) if r else "NOT_EXPORTED") for key, r in rows.items()}
-    failed = [k for k, s in statuses.items() if s == ExportStatus.FAILED]
-    waiting = [k for k, s in statuses.items() if s != ExportStatus.ACKED and k not in failed]
-    passed = not failed and not waiting
+    failed = [k for k, r in rows.items() if r is not None and r.status is ExportStatus.FAILED]
+    missing = [k for k, r in rows.items() if r is None]
+    waiting = [
+        k for k, r in rows.items() if r is not None and _ack_state(r.status) == ACK_STATE_WAITING
+    ]
+    passed = not failed and not missing
     severity = dg.AssetCheckSeverity.ERROR if failed else dg.AssetCheckSeverity.WARN
     if len(rows) == 1:
         [(key, record)] = rows.items()
         metadata = _check_metadata(record)
     else:
-        metadata = {"statuses": dg.MetadataValue.json(statuses)}
-    if passed:
-        description = "acknowledged by the ERP"
-    elif failed:
-        description = f"{len(failed)} export(s) FAILED: {', '.join(failed[:20])}"
+        # Counts only: per-draft states are on each partition's observations (linear storage).
+        metadata = {
+            "needs_action": len(failed),
+            "waiting_for_ack": len(waiting),
+            "acked": len(rows) - len(failed) - len(waiting) - len(missing),
+            "not_exported": len(missing),
+        }
+    if failed:
+        description = f"NEEDS ACTION: {len(failed)} export(s) FAILED: {', '.join(failed[:20])}"
+    elif missing:
+        description = f"{len(missing)} draft(s) not exported: {', '.join(missing[:20])}"
+    elif waiting:
+        description = f"{len(waiting)} export(s) waiting for the ERP's ack (not a failure)"
     else:
-        description = f"{len(waiting)} export(s) waiting for the ERP's ack"
+        description = "acknowledged by the ERP"
     return dg.AssetCheckResult(
         passed=passed, severity=severity, metadata=metadata, description=description
     )

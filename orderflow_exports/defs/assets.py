@@ -27,12 +27,14 @@ from orderflow_exports.domain.drafts import ensure_exportable
 from orderflow_exports.domain.errors import ExportError, OrderflowError
 from orderflow_exports.domain.export_requests import RequestOutcome
 from orderflow_exports.domain.naming import DraftRef
+from orderflow_exports.domain.status import ExportStatus
 
 EXPORT_ARCHIVE_IO_MANAGER_KEY = "export_archive_io_manager"
+EXPORT_JSON_KEY = dg.AssetKey("export_json")
 
 # Dagster copies a run's output metadata onto every partition's materialization, so per-draft
-# detail in a batch costs O(N^2) to store: only small batches carry it (each erp_export row and the
-# run log have it all).
+# detail in a batch's output metadata costs O(N^2) to store: approved_drafts lists its drafts only
+# in small batches; export_json puts each draft's detail on a partition-scoped observation.
 BATCH_DETAIL_LIMIT = 50
 
 # Transient transport errors are retried by Dagster with backoff and jitter; permanent ones
@@ -165,21 +167,75 @@ def approved_drafts(
     return dg.MaterializeResult(metadata=metadata)
 
 
+def _archive_value(location: str | None) -> Any:
+    if not location:
+        return None
+    if "://" in location:
+        return dg.MetadataValue.url(location)
+    return dg.MetadataValue.path(location)
+
+
 def _outcome_metadata(outcome: ExportOutcome) -> dict[str, Any]:
     record = outcome.record
-    return {
+    metadata = {
         "action": outcome.action,
         "export_id": record.id,
         "attempt": record.attempt,
         "status": str(record.status),
+        "error_code": record.error_code,
         "forced": record.forced,
         "filename": record.filename,
-        "dropzone_path": record.dropzone_path,
-        "storage_key": record.storage_key,
+        "dropzone_path": dg.MetadataValue.path(record.dropzone_path)
+        if record.dropzone_path
+        else None,
+        "archive": _archive_value(record.storage_key),
         "content_sha256": record.content_sha256,
         "byte_size": record.byte_size,
         "line_count": record.line_count,
     }
+    return {k: v for k, v in metadata.items() if v is not None}
+
+
+def _failure_metadata(failure: OrderflowError) -> dict[str, Any]:
+    code = failure.code if isinstance(failure, ExportError) else type(failure).__name__
+    return {
+        "status": str(ExportStatus.FAILED),
+        "error_code": code,
+        "error_message": str(failure)[:500],
+        "transient": isinstance(failure, ExportError) and failure.transient,
+    }
+
+
+def _draft_observations(
+    outcomes: dict[str, ExportOutcome], failures: dict[str, OrderflowError]
+) -> list[dg.AssetObservation]:
+    """One observation per draft on its own partition: what this run did to that draft.
+
+    Dagster gives every partition of a multi-partition run the same output metadata (the run's,
+    copied N times), so per-draft detail travels on partition-scoped observations instead: each
+    draft stores only its own few fields, a batch of N costs O(N). The partition's page lists
+    them beside its materialization, and the ack sensor adds the ack on the same partition.
+    """
+    events = [
+        dg.AssetObservation(
+            asset_key=EXPORT_JSON_KEY,
+            partition=key,
+            description=f"export {o.record.id} attempt {o.record.attempt}: {o.record.status} "
+            f"({o.action})",
+            metadata=_outcome_metadata(o),
+        )
+        for key, o in outcomes.items()
+    ]
+    events.extend(
+        dg.AssetObservation(
+            asset_key=EXPORT_JSON_KEY,
+            partition=key,
+            description=f"export failed: {_failure_metadata(exc)['error_code']}: {exc}"[:500],
+            metadata=_failure_metadata(exc),
+        )
+        for key, exc in failures.items()
+    )
+    return events
 
 
 @dg.asset(
@@ -240,6 +296,8 @@ def export_json(
         if request_outcome is not None:
             reported.append((refs[key], request_outcome, str(failure)))
     _report(context, database, reported)
+    for event in _draft_observations(outcomes, failures):
+        context.log_event(event)
     if failures:
         # What did go out is archived now: the failing step never reaches the IO manager.
         for key, outcome in outcomes.items():
@@ -248,21 +306,16 @@ def export_json(
     if len(outcomes) == 1:
         context.add_output_metadata(_outcome_metadata(next(iter(outcomes.values()))))
     else:
+        # Counts only: this is copied onto every partition of the run, so it must stay constant
+        # in size; each draft's own detail is on its observation.
         actions = Counter(o.action for o in outcomes.values())
         context.add_output_metadata(
             {
                 "export_count": len(outcomes),
                 **{f"{action}_count": count for action, count in sorted(actions.items())},
+                "per_draft_detail": "on this partition's latest observation",
             }
         )
-        if len(outcomes) <= BATCH_DETAIL_LIMIT:
-            context.add_output_metadata(
-                {
-                    "exports": dg.MetadataValue.json(
-                        {k: _outcome_metadata(o) for k, o in outcomes.items()}
-                    )
-                }
-            )
     return outcomes
 
 

@@ -14,7 +14,6 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
@@ -136,9 +135,16 @@ def test_run_archives_exact_bytes_at_the_contract_key_with_one_client(s3_env: S3
         if e.asset_key == dg.AssetKey("export_json")
     ]
     assert sorted(str(m.partition) for m in mats) == sorted(keys)
-    exports: dict[str, dict[str, Any]] = mats[0].metadata["exports"].value  # type: ignore[assignment]
-    assert {k: v["storage_key"] for k, v in exports.items()} == {
-        key: row.storage_key for key, row in zip(keys, rows, strict=True)
+    # Each draft's archive location is on its own partition's observation (a URL for S3).
+    observations = {
+        str(e.event_specific_data.asset_observation.partition): (  # type: ignore[union-attr]
+            e.event_specific_data.asset_observation.metadata  # type: ignore[union-attr]
+        )
+        for e in _events(result, "ASSET_OBSERVATION")
+        if e.asset_key == dg.AssetKey("export_json")
+    }
+    assert {k: m["archive"] for k, m in observations.items()} == {
+        key: dg.MetadataValue.url(row.storage_key) for key, row in zip(keys, rows, strict=True)
     }
 
 

@@ -245,3 +245,123 @@ def _finished_runs(
 ) -> Sequence[dg.DagsterRun] | None:
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
     return runs if runs and all(r.is_finished for r in runs) else None
+
+
+BATCH_SIZE = 60
+
+
+def _partition_page(ui: Ui, key: str) -> None:
+    ui.page.goto(f"{ui.url}/assets/export_json?view=partitions&partition={urllib.parse.quote(key)}")
+
+
+def test_a_sensor_batch_shows_each_drafts_own_export_and_a_rejection_is_resent(ui: Ui) -> None:
+    from orderflow_exports_tests.dagster.test_ack_sensor import drop_ack
+
+    env, page = ui.env, ui.page
+    # Drafts without partitions: approved_drafts_sensor (in the daemon) adds them and launches
+    # the batch run itself, as in production.
+    samples = [SampleDraft("acme", f"B-{i:03d}", lines=1 + i % 3) for i in range(BATCH_SIZE)]
+    keys = env.add_drafts(*samples, partitions=False)
+
+    def all_sent() -> dict[str, Any] | None:
+        rows = {k: env.exports(k) for k in keys}
+        done = all(r and r[-1].status is ExportStatus.SENT for r in rows.values())
+        return {k: r[-1] for k, r in rows.items()} if done else None
+
+    rows = wait_for(
+        f"the sensor's run(s) to export {BATCH_SIZE} drafts",
+        all_sent,
+        timeout=RUN_DEADLINE_SECONDS * 2,
+        interval=2.0,
+        alive=ui.alive,
+    )
+    run_ids = {r.dagster_run_id for r in rows.values()}
+    assert len(run_ids) < BATCH_SIZE  # batched: not one run per draft
+    for run_id in run_ids:
+        wait_for(
+            "the batch run to finish",
+            lambda run_id=run_id: _finished(env.instance, run_id or ""),
+            timeout=RUN_DEADLINE_SECONDS,
+            alive=ui.alive,
+        )
+
+    # Three partition pages, each with its own export id, status and file, none of another's.
+    sample_keys = [keys[0], keys[BATCH_SIZE // 2], keys[-1]]
+    for index, key in enumerate(sample_keys):
+        _partition_page(ui, key)
+        # The detail pane shows the materialization (the batch's counts); the draft's own export
+        # is its observation, one click away in the partition's history.
+        page.get_by_role("button", name=re.compile(r"View all historical events")).click()
+        history = page.get_by_role("dialog")
+        observation = history.locator("tr", has_text="Observation").first
+        observation.locator("td").first.click()
+        page.get_by_text(rows[key].id).first.wait_for()
+        page.get_by_text(rows[key].filename).first.wait_for()
+        text = page.inner_text("body")
+        assert "SENT" in text
+        others = [rows[k].id for k in sample_keys if k != key]
+        assert not any(other in text for other in others), key
+        ui.shot(f"4{'abc'[index]}-batch-partition-{key.replace(':', '_')}")
+        history.get_by_role("button", name="OK").click()
+
+    # The ERP rejects one of them: its page says it needs action, with the next step.
+    rejected_key = keys[BATCH_SIZE // 2]
+    rejected = rows[rejected_key]
+    config = env.configs.get("acme")
+    assert config is not None
+    drop_ack(config, "reject.json", rejected.id, status="FAILED")
+    wait_for(
+        "erp_ack_sensor to apply the rejection",
+        lambda: env.ledger.get(rejected.id).status is ExportStatus.FAILED,  # type: ignore[union-attr]
+        timeout=RUN_DEADLINE_SECONDS,
+        interval=2.0,
+        alive=ui.alive,
+    )
+    # The partition's detail pane shows its newest event: the ack sensor's observation.
+    _partition_page(ui, rejected_key)
+    page.get_by_text("NEEDS_ACTION").first.wait_for()
+    page.get_by_text("ERP_REJECTED").first.wait_for()
+    ui.shot("4d-rejected-needs-action")
+
+    # The documented UI path: Materialize that partition again (no force needed).
+    before = set(os.listdir(env.outbox("acme")))
+    page.get_by_role("button", name="Materialize…").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("1 partition", exact=True).wait_for()
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}")).wait_for()
+    resent = wait_for(
+        f"the re-send of {rejected_key}",
+        lambda: next(
+            (
+                r
+                for r in env.exports(rejected_key)
+                if r.attempt == 2 and r.status is ExportStatus.SENT
+            ),
+            None,
+        ),
+        timeout=RUN_DEADLINE_SECONDS,
+        alive=ui.alive,
+    )
+    run = wait_for(
+        "the re-send run to finish",
+        lambda: _finished(env.instance, resent.dagster_run_id or ""),
+        timeout=RUN_DEADLINE_SECONDS,
+        alive=ui.alive,
+    )
+    assert run.status is dg.DagsterRunStatus.SUCCESS, ui.logs()
+    assert [r.attempt for r in env.exports(rejected_key)] == [1, 2]  # one new row
+    assert set(os.listdir(env.outbox("acme"))) - before == {resent.filename}  # one new file
+
+    # The fresh export waits for its ack: its check (run with the UI's materialization) passed.
+    check = dg.AssetCheckKey(dg.AssetKey("export_json"), "erp_ack")
+    [latest] = [
+        r
+        for r in env.instance.event_log_storage.get_asset_check_execution_history(check, limit=50)
+        if r.run_id == run.run_id
+    ]
+    evaluation = latest.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+    assert evaluation.passed, evaluation
+    _partition_page(ui, rejected_key)
+    page.get_by_text(resent.id).first.wait_for()
+    ui.shot("4e-resent-waiting-for-ack")
