@@ -673,6 +673,10 @@ def build_parser() -> argparse.ArgumentParser:
     schema = groups.add_parser("schema", help="print the document's JSON Schema")
     schema.add_argument("--write", metavar="PATH")
     schema.set_defaults(func=cmd_schema)
+
+    from orderflow_exports.erp_sim.cli import register as register_erp_sim
+
+    register_erp_sim(groups)
     return parser
 
 
