@@ -74,12 +74,17 @@ def decide(policy: Policy, export_id: str, draft_order_id: str | None = None) ->
     else:
         forced = False
     if forced or unit < policy.reject_ratio:
-        message = f"customer account blocked for ordering (simulated rejection of {export_id})"
         return Decision(
             export_id,
             Verdict.REJECT,
-            message=message,
-            errors=({"code": "CUSTOMER_BLOCKED", "message": message, "line_no": None},),
+            message="order refused by the simulated ERP",
+            errors=(
+                {
+                    "code": "CUSTOMER_BLOCKED",
+                    "message": "customer account blocked for ordering",
+                    "line_no": None,
+                },
+            ),
         )
     if unit < policy.reject_ratio + policy.silent_ratio:
         return Decision(export_id, Verdict.SILENT)

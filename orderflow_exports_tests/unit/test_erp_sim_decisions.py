@@ -80,7 +80,8 @@ def test_reject_ack_carries_the_reason() -> None:
     ack = parse_ack(ack_document(decision, "acme", RECEIVED))
     assert ack.status == "FAILED"
     assert ack.erp_order_number is None
-    assert ack.message and "blocked" in ack.message
+    assert ack.message and "refused" in ack.message
+    assert "blocked" in ack.errors[0].message
     assert [e.code for e in ack.errors] == ["CUSTOMER_BLOCKED"]
 
 
