@@ -20,9 +20,7 @@ def connector_source(
     wanted = set(orgs or [])
 
     def current() -> list[ConnectorConfig]:
-        return [
-            c for c in configs.list(enabled_only=True) if not wanted or c.org_id in wanted
-        ]
+        return [c for c in configs.list(enabled_only=True) if not wanted or c.org_id in wanted]
 
     return current
 
