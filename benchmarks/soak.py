@@ -17,9 +17,10 @@ It passes when, after a drain of at most ``--drain`` seconds once drafts stop:
 - nothing is lost or sent twice: every draft is in its org's ``taken/`` folder exactly once,
   and has exactly one ``erp_export`` row, ACKED;
 - memory and descriptors are flat after warm-up (the first ``WARMUP_FRACTION`` of the run, at
-  least one minute): each process's RSS grows by at most ``RSS_BOUND_MIB`` MiB and its open
-  descriptors by at most ``FD_BOUND`` over its lowest post-warm-up sample; SSH sessions never
-  exceed ``2 × orgs + 4`` (the simulator's one per org, plus runs and ack ticks);
+  least one sample): the highest RSS of each process in the second half of the samples after
+  warm-up is at most ``RSS_BOUND_MIB`` MiB above the highest in the first half, and likewise
+  its open descriptors by at most ``FD_BOUND``; SSH sessions never
+  exceed ``3 × orgs + 2`` (one per org each for the simulator, a run and an ack tick);
 - latencies hold: p95 approval→SENT ≤ ``SENT_P95_BOUND_S`` s and p95 SENT→ACKED ≤
   ``ACK_P95_BOUND_S`` s, over the whole run and in its last minute with traffic.
 
@@ -157,10 +158,10 @@ def open_fds(pid: int) -> int:
 
 
 def code_servers(daemon_pid: int) -> list[int]:
-    """The daemon's gRPC code servers (not the short-lived run workers)."""
+    """The daemon's gRPC code servers: its own children, not their forks or run workers."""
     return [
         p
-        for p in descendants(daemon_pid)
+        for p in _children(daemon_pid)
         if " api grpc" in cmdline(p) or " code-server start" in cmdline(p)
     ]
 
@@ -374,6 +375,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet()
 
+    def interrupted(signum: int, _: object) -> None:
+        # Unwinds through the context managers, so that every child process is stopped.
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, interrupted)
+
     from orderflow_exports_tests.support.dagster_services import write_instance_config
     from orderflow_exports_tests.support.sshd import sshd_missing_reason, start_sshd, stop_sshd
 
@@ -432,10 +439,12 @@ def soak(
     samples: list[Sample] = []
     outcome = Outcome()
     started = time.monotonic()
+    # The instance's storage is created here first: a daemon and its code server creating the
+    # same SQLite files at once can stamp two schema versions and refuse to start.
     with (
+        env.instance() as instance,
         process(daemon_cmd, child_env, args.out / "daemon.log") as daemon,
         process(sim_cmd, child_env, args.out / "erp-sim.log") as sim,
-        env.instance() as instance,
     ):
         wait_for_code_server(daemon)
         traffic_end = time.monotonic() + args.minutes * 60
@@ -478,7 +487,7 @@ def soak(
             "warmup_fraction": WARMUP_FRACTION,
             "rss_growth_mib": RSS_BOUND_MIB,
             "fd_growth": FD_BOUND,
-            "ssh_sessions": 2 * args.orgs + 4,
+            "ssh_sessions": 3 * args.orgs + 2,
             "sent_p95_s": SENT_P95_BOUND_S,
             "ack_p95_s": ACK_P95_BOUND_S,
         },
@@ -541,7 +550,7 @@ def take_sample(
         code_server_rss_mib=round(sum(rss_mib(p) for p in servers), 1),
         code_server_fds=sum(open_fds(p) for p in servers),
         code_servers=len(servers),
-        ssh_sessions=len(server.session_pids()),
+        ssh_sessions=len(_children(server.pid)),
         instance_mib=round(folder_mib(env.home), 2),
         ticks=len(ticks),
         tick_p50_s=_round(percentile(ticks, 0.5)),
@@ -608,7 +617,8 @@ def judge(
         outcome.failures.append("no samples")
         return
     warm = max(1, round(len(samples) * WARMUP_FRACTION))
-    after = list(samples[warm - 1 :]) if len(samples) > warm else list(samples[-1:])
+    after = list(samples[warm:]) or list(samples[-1:])
+    half = max(1, len(after) // 2)
     for field_name, bound, unit in (
         ("daemon_rss_mib", RSS_BOUND_MIB, "MiB"),
         ("code_server_rss_mib", RSS_BOUND_MIB, "MiB"),
@@ -616,7 +626,8 @@ def judge(
         ("code_server_fds", FD_BOUND, "fds"),
     ):
         values = [getattr(s, field_name) for s in after]
-        growth = values[-1] - min(values)
+        # Peaks against peaks: a sample can fall while a run is being launched.
+        growth = max(values[-half:]) - max(values[:half])
         if growth > bound:
             outcome.failures.append(
                 f"{field_name} grew by {growth:.1f} {unit} after warm-up (bound {bound})"
@@ -626,8 +637,8 @@ def judge(
             f"code servers per sample: {[s.code_servers for s in samples]} (expected 1)"
         )
     sessions = max(s.ssh_sessions for s in samples)
-    if sessions > 2 * orgs + 4:
-        outcome.failures.append(f"{sessions} SSH sessions open at once (bound {2 * orgs + 4})")
+    if sessions > 3 * orgs + 2:
+        outcome.failures.append(f"{sessions} SSH sessions open at once (bound {3 * orgs + 2})")
     traffic = [s for s in samples if s.sent_p95_s is not None]
     acked = [s for s in samples if s.ack_p95_s is not None]
     worst_sent = max((s.sent_p95_s or 0.0 for s in traffic), default=None)
