@@ -21,8 +21,12 @@ It passes when, after a drain of at most ``--drain`` seconds once drafts stop:
   warm-up is at most ``RSS_BOUND_MIB`` MiB above the highest in the first half, and likewise
   its open descriptors by at most ``FD_BOUND``; SSH sessions never
   exceed ``3 × orgs + 2`` (one per org each for the simulator, a run and an ack tick);
-- latencies hold: p95 approval→SENT ≤ ``SENT_P95_BOUND_S`` s and p95 SENT→ACKED ≤
-  ``ACK_P95_BOUND_S`` s, over the whole run and in its last minute with traffic.
+- between 1 and ``MAX_CODE_SERVERS`` code servers at every sample (RSS and descriptors are those
+  of the largest one);
+- latencies hold: every minute's p95 approval→SENT ≤ ``--sent-p95-bound`` (default
+  ``SENT_P95_BOUND_S``) s and p95 SENT→ACKED ≤ ``--ack-p95-bound`` (``ACK_P95_BOUND_S``) s,
+  drain included (a backlog built under traffic shows there). Each sample also records the
+  machine's 1-minute load average, since other work on the machine moves these figures.
 
 It prints a table, writes ``soak.json`` (every sample) and ``soak.png`` (one panel per series,
 see ``PANELS``) into ``--out``, and exits 1 when a criterion fails.
@@ -69,6 +73,9 @@ RSS_BOUND_MIB = 50.0
 FD_BOUND = 20
 SENT_P95_BOUND_S = 150.0
 ACK_P95_BOUND_S = 150.0
+# The daemon was seen running up to 3 code servers at once (a new one started before the old one
+# exits on its missed heartbeat); more than that would be servers piling up.
+MAX_CODE_SERVERS = 3
 # The simulator polls every 2 s and answers 1 s after taking a file.
 SIM_INTERVAL_S = 2.0
 SIM_DELAY_S = 1.0
@@ -87,6 +94,7 @@ class Sample:
     code_server_rss_mib: float
     code_server_fds: int
     code_servers: int
+    load1: float
     ssh_sessions: int
     instance_mib: float
     ticks: int
@@ -372,6 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=240.0, help="max seconds to settle after")
     parser.add_argument("--sample-seconds", type=float, default=60.0, help="seconds per sample")
     parser.add_argument("--out", type=Path, default=REPO / "test-artifacts" / "soak")
+    parser.add_argument(
+        "--sent-p95-bound", type=float, default=SENT_P95_BOUND_S, help="seconds, every minute"
+    )
+    parser.add_argument(
+        "--ack-p95-bound", type=float, default=ACK_P95_BOUND_S, help="seconds, every minute"
+    )
     args = parser.parse_args(argv)
     quiet()
 
@@ -479,7 +493,16 @@ def soak(
             outcome.failures.append(f"draft feeder failed: {feeder.error!r}")
         if settled_at is None and not outcome.failures:
             outcome.failures.append(f"not settled within {args.drain:.0f} s after the traffic")
-    judge(outcome, samples, feeder.inserted, env.engine, configs, args.orgs)
+    judge(
+        outcome,
+        samples,
+        feeder.inserted,
+        env.engine,
+        configs,
+        args.orgs,
+        args.sent_p95_bound,
+        args.ack_p95_bound,
+    )
     report = {
         "machine": machine_line(),
         "args": {k: str(v) for k, v in vars(args).items()},
@@ -488,8 +511,9 @@ def soak(
             "rss_growth_mib": RSS_BOUND_MIB,
             "fd_growth": FD_BOUND,
             "ssh_sessions": 3 * args.orgs + 2,
-            "sent_p95_s": SENT_P95_BOUND_S,
-            "ack_p95_s": ACK_P95_BOUND_S,
+            "code_servers": MAX_CODE_SERVERS,
+            "sent_p95_s": args.sent_p95_bound,
+            "ack_p95_s": args.ack_p95_bound,
         },
         "samples": [asdict(s) for s in samples],
         "outcome": asdict(outcome),
@@ -547,9 +571,11 @@ def take_sample(
         acked=sum(1 for r in rows if r["status"] == "ACKED"),
         daemon_rss_mib=round(rss_mib(daemon_pid), 1),
         daemon_fds=open_fds(daemon_pid),
-        code_server_rss_mib=round(sum(rss_mib(p) for p in servers), 1),
-        code_server_fds=sum(open_fds(p) for p in servers),
+        # Per process: a leak grows one server; a second server during a replacement is not one.
+        code_server_rss_mib=round(max((rss_mib(p) for p in servers), default=0.0), 1),
+        code_server_fds=max((open_fds(p) for p in servers), default=0),
         code_servers=len(servers),
+        load1=float(Path("/proc/loadavg").read_text().split()[0]),
         ssh_sessions=len(_children(server.pid)),
         instance_mib=round(folder_mib(env.home), 2),
         ticks=len(ticks),
@@ -578,6 +604,8 @@ def judge(
     engine: Any,
     configs: dict[str, Any],
     orgs: int,
+    sent_bound: float,
+    ack_bound: float,
 ) -> None:
     """Fill ``outcome`` with what breaks the pass criteria (see the module docstring)."""
     outcome.drafts = len(inserted)
@@ -632,9 +660,10 @@ def judge(
             outcome.failures.append(
                 f"{field_name} grew by {growth:.1f} {unit} after warm-up (bound {bound})"
             )
-    if any(s.code_servers != 1 for s in samples):
+    if any(not 1 <= s.code_servers <= MAX_CODE_SERVERS for s in samples):
         outcome.failures.append(
-            f"code servers per sample: {[s.code_servers for s in samples]} (expected 1)"
+            f"code servers per sample: {[s.code_servers for s in samples]} "
+            f"(expected 1 to {MAX_CODE_SERVERS})"
         )
     sessions = max(s.ssh_sessions for s in samples)
     if sessions > 3 * orgs + 2:
@@ -646,14 +675,12 @@ def judge(
     if worst_sent is None or worst_ack is None:
         outcome.failures.append("no latencies recorded")
         return
-    if worst_sent > SENT_P95_BOUND_S:
+    if worst_sent > sent_bound:
         outcome.failures.append(
-            f"approval→SENT p95 reached {worst_sent:.1f} s (bound {SENT_P95_BOUND_S})"
+            f"approval→SENT p95 reached {worst_sent:.1f} s (bound {sent_bound:g})"
         )
-    if worst_ack > ACK_P95_BOUND_S:
-        outcome.failures.append(
-            f"SENT→ACKED p95 reached {worst_ack:.1f} s (bound {ACK_P95_BOUND_S})"
-        )
+    if worst_ack > ack_bound:
+        outcome.failures.append(f"SENT→ACKED p95 reached {worst_ack:.1f} s (bound {ack_bound:g})")
 
 
 COLUMNS = (
@@ -665,6 +692,8 @@ COLUMNS = (
     ("dfd", "daemon_fds", "{:>4}"),
     ("csRSS", "code_server_rss_mib", "{:>6}"),
     ("csfd", "code_server_fds", "{:>4}"),
+    ("cs", "code_servers", "{:>2}"),
+    ("load", "load1", "{:>5}"),
     ("ssh", "ssh_sessions", "{:>3}"),
     ("instMiB", "instance_mib", "{:>7}"),
     ("ticks", "ticks", "{:>5}"),
