@@ -1104,6 +1104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_subcommands(groups: Any) -> None:
     """Command groups kept in modules of their own: each adds its parser here."""
+    from orderflow_exports.erp_sim.cli import register as register_erp_sim
+
+    register_erp_sim(groups)
 
 
 def _version() -> str:

@@ -136,14 +136,23 @@ def _instance_home() -> Path:
     return Path(configured) if configured else data_home() / "dagster_home"
 
 
+DEMO_REJECTED_DRAFT = "D-1003"
+
+
 def run_demo(emit: Any) -> int:
-    """Seed the embedded defaults and export every demo draft through ``export_drafts_job``."""
+    """The whole loop on the embedded defaults: export, the simulated ERP's acks, the ack pass.
+
+    Drafts whose latest export FAILED are left alone (a person re-sends them, with the command
+    printed), so running the demo again sends nothing twice.
+    """
     import warnings
 
     import dagster as dg
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from orderflow_exports import defs
+    from orderflow_exports.adapters.dropzones import DropzoneSessions
     from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
     from orderflow_exports.adapters.sql.drafts import SqlDraftSource
     from orderflow_exports.adapters.sql.engine import make_engine
@@ -151,6 +160,9 @@ def run_demo(emit: Any) -> int:
     from orderflow_exports.defs.partitions import APPROVED_DRAFTS_PARTITIONS_NAME
     from orderflow_exports.defs.settings import data_home, resolve_database_url
     from orderflow_exports.domain.naming import DraftRef
+    from orderflow_exports.domain.status import ExportStatus
+    from orderflow_exports.erp_sim.decisions import Policy
+    from orderflow_exports.erp_sim.simulator import TAKEN, ErpSimulator
 
     url = resolve_database_url(None)
     engine = make_engine(url)
@@ -163,10 +175,17 @@ def run_demo(emit: Any) -> int:
     missing = [s for s in DEMO_DRAFTS if drafts.get_draft(DraftRef(s.org_id, s.draft_id)) is None]
     insert_drafts(engine, missing)
     emit(f"database: {engine.url.render_as_string(hide_password=True)}")
+    ledger = SqlExportLedger(engine)
+
+    def latest_failed(sample: SampleDraft) -> bool:
+        latest = ledger.latest(DraftRef(sample.org_id, sample.draft_id))
+        return latest is not None and latest.status is ExportStatus.FAILED
 
     home = _instance_home()
     home.mkdir(parents=True, exist_ok=True)
-    keys = [f"{s.org_id}:{s.draft_id}" for s in DEMO_DRAFTS if s.status == "APPROVED"]
+    approved = [s for s in DEMO_DRAFTS if s.status == "APPROVED"]
+    keys = [f"{s.org_id}:{s.draft_id}" for s in approved if not latest_failed(s)]
+    succeeded = True
     with dg.DagsterInstance.from_config(str(home)) as instance:
         known = instance.get_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME)
         new = [k for k in keys if k not in known]
@@ -174,10 +193,16 @@ def run_demo(emit: Any) -> int:
             instance.add_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME, new)
         ordered = instance.get_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME)
         job = defs.resolve_job_def("export_drafts_job")
-        first, last = ordered.index(keys[0]), ordered.index(keys[-1])
-        # One run over the range when the demo's partitions are contiguous, else one per draft.
-        batches = [keys] if ordered[first : last + 1] == keys else [[k] for k in keys]
-        succeeded = True
+        emit("")
+        emit("1. export: export_drafts_job over the approved drafts")
+        # One run per range of consecutive partitions (a range tag covers every key between).
+        batches: list[list[str]] = []
+        position = {k: i for i, k in enumerate(ordered)}
+        for key in sorted(keys, key=position.__getitem__):
+            if batches and position[batches[-1][-1]] + 1 == position[key]:
+                batches[-1].append(key)
+            else:
+                batches.append([key])
         for batch in batches:
             tags = {
                 "dagster/asset_partition_range_start": batch[0],
@@ -186,16 +211,46 @@ def run_demo(emit: Any) -> int:
             result = job.execute_in_process(
                 instance=instance, tags=tags, raise_on_error=False, run_config=_QUIET_RUN
             )
-            emit(f"dagster run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+            emit(f"   dagster run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
             succeeded = succeeded and result.success
-    emit(f"dagster instance: {home}")
+
+        emit("")
+        emit(
+            "2. the simulated ERP (orderflow-exports erp-sim --once): takes the orders, answers "
+            f"in the ack folders; it rejects {DEMO_REJECTED_DRAFT}"
+        )
+        simulator = ErpSimulator(
+            lambda: configs.list(enabled_only=True),
+            DropzoneSessions(),
+            Policy(reject_drafts=frozenset({DEMO_REJECTED_DRAFT})),
+        )
+        simulator.run(interval=0.1, once=True)
+        stats = simulator.stats
+        emit(
+            f"   took {stats.taken}, accepted {stats.accepted}, rejected {stats.rejected}, "
+            f"org errors {stats.org_errors}"
+        )
+
+        emit("")
+        emit("3. the ack pass: process_acks_job (the daemon runs it as erp_ack_sensor)")
+        acks = defs.resolve_job_def("process_acks_job").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=_QUIET_RUN
+        )
+        emit(f"   dagster run {acks.run_id}: {'SUCCESS' if acks.success else 'FAILURE'}")
+        succeeded = succeeded and acks.success and stats.org_errors == 0
+    emit(f"   dagster instance: {home}")
     emit("")
     for config in configs.list():
-        emit(f"dropzone of {config.org_id} ({config.transport}): {config.export_path}")
-        for name in sorted(p.name for p in Path(config.export_path).glob("*.json")):
+        taken = Path(config.export_path) / TAKEN
+        emit(f"taken by the ERP from {config.org_id}'s dropzone: {taken}")
+        for name in sorted(p.name for p in taken.glob("*.json")):
             emit(f"  {name}")
     emit("")
     from orderflow_exports.cli import format_exports
 
-    emit(format_exports(SqlExportLedger(engine).list(limit=1000)))
+    emit(
+        format_exports(
+            ledger.list(limit=1000), ack_paths={c.org_id: c.ack_path for c in configs.list()}
+        )
+    )
     return 0 if succeeded else 1

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the project into .venv and run the main job on the embedded defaults (SQLite, local
-# folders under .orderflow/). Running it again sends nothing twice.
+# Install the project into .venv and run the whole loop on the embedded defaults (SQLite, local
+# folders under .orderflow/): export, the simulated ERP's acks (one rejection), the ack pass.
+# Running it again sends nothing twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv

@@ -39,7 +39,7 @@ def test_dagster_job_execute_exports_one_partition(orderflow_env: OrderflowEnv) 
     assert env.exports(other) == []  # only the tagged partition ran
 
 
-def test_demo_command_exports_and_is_idempotent(tmp_path: Path) -> None:
+def test_demo_command_runs_the_whole_loop_and_is_idempotent(tmp_path: Path) -> None:
     child = dict(os.environ, DAGSTER_HOME=str(tmp_path / "home"), PYTHONWARNINGS="ignore")
     child.pop("ORDERFLOW_DATABASE_URL", None)
     child.pop("ORDERFLOW_EXPORT_STORE", None)
@@ -47,17 +47,39 @@ def test_demo_command_exports_and_is_idempotent(tmp_path: Path) -> None:
     first = run_command([str(VENV_BIN / "orderflow-exports"), "demo"], child)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     outboxes = tmp_path / "home" / "orderflow" / "dropzones"
-    files = sorted(p.name for p in outboxes.glob("*/outbox/*.json"))
+    # The simulated ERP took every order out of the inboxes.
+    assert list(outboxes.glob("*/outbox/*.json")) == []
+    files = sorted(p.name for p in outboxes.glob("*/outbox/taken/*.json"))
     assert len(files) == 5  # the DRAFT-status draft is not exported
     assert any(name.startswith("acme_D-1002_") for name in files)
-    assert first.stdout.count(" SENT ") == 5
+    # Its acks went through the ack pass into processed/.
+    assert len(list(outboxes.glob("*/acks/processed/*.json"))) == 5
+    rows = re.findall(r"^(\w+)\s+([\w-]+)\s+1\s+(ACKED|FAILED|SENT)\s", first.stdout, re.MULTILINE)
+    assert sorted(rows) == [
+        ("acme", "D-1001", "ACKED"),
+        ("acme", "D-1002", "ACKED"),
+        ("acme", "D-1003", "FAILED"),
+        ("globex", "G-2001", "ACKED"),
+        ("globex", "G-2002", "ACKED"),
+    ]
+    assert "ERP_REJECTED: ERP rejected the order" in first.stdout
+    retry = (
+        "dagster job execute -m orderflow_exports -j export_drafts_job "
+        '--tags \'{"dagster/partition": "acme:D-1003"}\''
+    )
+    assert retry in first.stdout
     archived = sorted(p.name for p in (tmp_path / "home/orderflow/store").rglob("*.json"))
     assert len(archived) == 5
+
     second = run_command([str(VENV_BIN / "orderflow-exports"), "demo"], child)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert sorted(p.name for p in outboxes.glob("*/outbox/*.json")) == files
+    assert sorted(p.name for p in outboxes.glob("*/outbox/taken/*.json")) == files
     assert "not sending it again" in second.stdout + second.stderr
-    assert second.stdout.count(" SENT ") == 5
+    assert "took 0, accepted 0, rejected 0" in second.stdout
+    again = re.findall(
+        r"^(\w+)\s+([\w-]+)\s+1\s+(ACKED|FAILED|SENT)\s", second.stdout, re.MULTILINE
+    )
+    assert sorted(again) == sorted(rows)  # nothing sent twice, no new attempt
 
 
 def test_exports_list_shows_failures_with_the_retry_command(orderflow_env: OrderflowEnv) -> None:
