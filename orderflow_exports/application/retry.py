@@ -11,11 +11,11 @@ order (ACK_TIMEOUT).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from orderflow_exports.application.planning import dropzone_host
-from orderflow_exports.domain.acks import ACK_TIMEOUT
+from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import (
     ConnectorConfigs,
@@ -102,8 +102,19 @@ def plan_retry(
     return RetryPlan(ref=ref, latest=latest, tags=tags, force=force, warning=warning)
 
 
-def failed_drafts(ledger: ExportLedger, *, org_id: str | None, limit: int) -> list[DraftRef]:
-    """Drafts whose latest attempt is FAILED (in the order the ledger lists their failures)."""
+# Failures only a person can resolve: re-driving never re-sends them by itself.
+NEEDS_ACTION_CODES = (ERP_REJECTED, ACK_TIMEOUT)
+
+
+def failed_drafts(
+    ledger: ExportLedger,
+    *,
+    org_id: str | None,
+    limit: int,
+    error_codes: Collection[str] | None = None,
+) -> list[DraftRef]:
+    """Drafts whose latest attempt is FAILED (in the order the ledger lists their failures);
+    with ``error_codes``, only those whose latest attempt failed with one of them."""
     found: list[DraftRef] = []
     seen: set[DraftRef] = set()
     for record in ledger.list(org_id=org_id, status=ExportStatus.FAILED, limit=limit * 10):
@@ -113,7 +124,9 @@ def failed_drafts(ledger: ExportLedger, *, org_id: str | None, limit: int) -> li
         seen.add(ref)
         # Any FAILED row of the draft stands for it: the question is what its latest is.
         latest = ledger.latest(ref)
-        if latest is not None and latest.status is ExportStatus.FAILED:
+        if latest is None or latest.status is not ExportStatus.FAILED:
+            continue
+        if error_codes is None or latest.error_code in error_codes:
             found.append(ref)
         if len(found) >= limit:
             break

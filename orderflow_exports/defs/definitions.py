@@ -21,6 +21,7 @@ from orderflow_exports.defs.reconciliation import (
     reconciliation_resources,
     reconciliation_schedules,
 )
+from orderflow_exports.defs.resend import resend_jobs
 from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource, ExportStoreResource
 from orderflow_exports.defs.retention import retention_jobs, retention_schedules
 from orderflow_exports.defs.sensors import approved_drafts_sensor
@@ -31,7 +32,7 @@ export_store = ExportStoreResource()
 defs = dg.Definitions(
     assets=[approved_drafts, export_json],
     asset_checks=ack_asset_checks,
-    jobs=[export_drafts_job, *ack_jobs, *retention_jobs, *reconciliation_jobs],
+    jobs=[export_drafts_job, *ack_jobs, *retention_jobs, *reconciliation_jobs, *resend_jobs],
     schedules=[*retention_schedules, *reconciliation_schedules],
     sensors=[approved_drafts_sensor, *ack_sensors, *alert_sensors],
     resources={

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from orderflow_exports_tests.support.dagster_services import (
     module_orderflow_env,
     start_daemon,
     start_webserver,
+    wait_for,
 )
 from orderflow_exports_tests.support.fault_injection import OUTAGE_SWITCH_ENV, set_outage
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
@@ -197,3 +199,81 @@ def test_retry_goes_through_the_deployment_and_its_run_retries(
     assert before.id == sent.id and before.error_code == "SUPERSEDED"
     assert after.status is ExportStatus.SENT and after.forced
     assert after.dagster_run_id == launch.run_id
+
+    # The UI's one path for drafts needing action: launching resend_drafts_needing_action_job
+    # (as the Launchpad does) queues a run for exactly the drafts the ERP rejected or never
+    # answered; a SENT draft and a draft failed for another reason are left alone.
+    keys = env.add_drafts(
+        SampleDraft("acme", "D-3"), SampleDraft("acme", "D-4"), SampleDraft("acme", "D-5")
+    )
+    for key in keys:
+        assert env.run_export([key]).success
+    rejected, silent, untouched = (env.exports(key)[-1] for key in keys)
+    now = datetime.now(UTC)
+    for record, code in ((rejected, "ERP_REJECTED"), (silent, "ACK_TIMEOUT")):
+        assert env.ledger.mark_failed(
+            record.id, expected=ExportStatus.SENT, code=code, message="from the ERP", at=now
+        )
+    rows_before = {key: len(env.exports(key)) for key in ("acme:D-1", "acme:D-2", keys[2])}
+    files_before = set(os.listdir(env.outbox("acme")))
+    resend_run = _launch_resend_job(webserver, org_id="acme")
+    wait_for(
+        "the resend job's run",
+        lambda: _runs(webserver).get(resend_run, {}).get("status") in ("SUCCESS", "FAILURE"),
+        timeout=float(WAIT_SECONDS),
+    )
+    assert _runs(webserver)[resend_run]["status"] == "SUCCESS", webserver.log_tail()
+
+    def resent() -> bool:
+        return all(
+            env.exports(key)[-1].status is ExportStatus.SENT and len(env.exports(key)) == 2
+            for key in keys[:2]
+        )
+
+    wait_for("both drafts re-sent", resent, timeout=float(WAIT_SECONDS))
+    for key in keys[:2]:
+        new = env.exports(key)[-1]
+        assert new.attempt == 2
+        run = _runs(webserver)[new.dagster_run_id or ""]
+        assert run[RETRIED_BY_TAG] == "resend_drafts_needing_action_job"
+        assert run[DROPZONE_HOST_TAG] == "local"
+    assert {key: len(env.exports(key)) for key in rows_before} == rows_before
+    new_files = set(os.listdir(env.outbox("acme"))) - files_before
+    assert sorted(new_files) == sorted(env.exports(key)[-1].filename for key in keys[:2])
+
+
+_LAUNCH_JOB = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+
+
+def _launch_resend_job(webserver: DagsterService, *, org_id: str) -> str:
+    [node] = graphql(
+        webserver,
+        "query { repositoriesOrError { ... on RepositoryConnection "
+        "{ nodes { name location { name } } } } }",
+    )["repositoriesOrError"]["nodes"]
+    params = {
+        "selector": {
+            "repositoryLocationName": node["location"]["name"],
+            "repositoryName": node["name"],
+            "jobName": "resend_drafts_needing_action_job",
+        },
+        "runConfigData": {
+            "ops": {
+                "resend_drafts_needing_action": {
+                    "config": {"org_id": org_id, "dagster_url": webserver.url}
+                }
+            }
+        },
+    }
+    launched = graphql(webserver, _LAUNCH_JOB, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id: str = launched["run"]["runId"]
+    return run_id
