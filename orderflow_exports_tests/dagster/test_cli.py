@@ -63,10 +63,7 @@ def test_demo_command_runs_the_whole_loop_and_is_idempotent(tmp_path: Path) -> N
         ("globex", "G-2002", "ACKED"),
     ]
     assert "ERP_REJECTED: ERP rejected the order" in first.stdout
-    retry = (
-        "dagster job execute -m orderflow_exports -j export_drafts_job "
-        '--tags \'{"dagster/partition": "acme:D-1003"}\''
-    )
+    retry = "orderflow-exports exports retry --org acme --draft D-1003"
     assert retry in first.stdout
     archived = sorted(p.name for p in (tmp_path / "home/orderflow/store").rglob("*.json"))
     assert len(archived) == 5

@@ -20,6 +20,7 @@ import shutil
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +261,14 @@ def test_a_sensor_batch_shows_each_drafts_own_export_and_a_rejection_is_resent(u
     env, page = ui.env, ui.page
     # Drafts without partitions: approved_drafts_sensor (in the daemon) adds them and launches
     # the batch run itself, as in production.
-    samples = [SampleDraft("acme", f"B-{i:03d}", lines=1 + i % 3) for i in range(BATCH_SIZE)]
+    # Approved now, as OrderFlow core stamps them: the sensor reads changes since its last tick.
+    now = datetime.now(UTC)
+    samples = [
+        SampleDraft(
+            "acme", f"B-{i:03d}", lines=1 + i % 3, approved_at=now + timedelta(milliseconds=i)
+        )
+        for i in range(BATCH_SIZE)
+    ]
     keys = env.add_drafts(*samples, partitions=False)
 
     def all_sent() -> dict[str, Any] | None:
