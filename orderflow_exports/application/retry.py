@@ -11,7 +11,7 @@ order (ACK_TIMEOUT).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from orderflow_exports.application.planning import dropzone_host
@@ -106,15 +106,8 @@ def plan_retry(
 NEEDS_ACTION_CODES = (ERP_REJECTED, ACK_TIMEOUT)
 
 
-def failed_drafts(
-    ledger: ExportLedger,
-    *,
-    org_id: str | None,
-    limit: int,
-    error_codes: Collection[str] | None = None,
-) -> list[DraftRef]:
-    """Drafts whose latest attempt is FAILED (in the order the ledger lists their failures);
-    with ``error_codes``, only those whose latest attempt failed with one of them."""
+def failed_drafts(ledger: ExportLedger, *, org_id: str | None, limit: int) -> list[DraftRef]:
+    """Drafts whose latest attempt is FAILED (in the order the ledger lists their failures)."""
     found: list[DraftRef] = []
     seen: set[DraftRef] = set()
     for record in ledger.list(org_id=org_id, status=ExportStatus.FAILED, limit=limit * 10):
@@ -124,9 +117,7 @@ def failed_drafts(
         seen.add(ref)
         # Any FAILED row of the draft stands for it: the question is what its latest is.
         latest = ledger.latest(ref)
-        if latest is None or latest.status is not ExportStatus.FAILED:
-            continue
-        if error_codes is None or latest.error_code in error_codes:
+        if latest is not None and latest.status is ExportStatus.FAILED:
             found.append(ref)
         if len(found) >= limit:
             break

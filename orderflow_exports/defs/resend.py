@@ -16,7 +16,6 @@ from orderflow_exports.adapters.dagster_deployment import GraphQLDeployment
 from orderflow_exports.application.retry import (
     NEEDS_ACTION_CODES,
     RetryRefused,
-    failed_drafts,
     launch_retries,
     plan_retry,
 )
@@ -49,9 +48,13 @@ def resend_drafts_needing_action(
     context: dg.OpExecutionContext, config: ResendConfig, database: DatabaseResource
 ) -> list[str]:
     ledger, configs = database.ledger(), database.connector_configs()
-    refs = failed_drafts(
-        ledger, org_id=config.org_id, limit=config.limit, error_codes=set(config.error_codes)
-    )
+    # One query: FAILED rows with these codes that are still their draft's latest attempt.
+    refs = [
+        record.ref
+        for record in ledger.latest_failed(
+            config.error_codes, org_id=config.org_id, limit=config.limit
+        )
+    ]
     plans, refused = [], {}
     for ref in refs:
         try:

@@ -10,7 +10,7 @@ from sqlalchemy import Column, Engine, Index, String, Table, func, insert, selec
 from sqlalchemy.exc import IntegrityError
 
 from orderflow_exports.adapters.sql.export_requests import request_from_row
-from orderflow_exports.adapters.sql.ledger import _record
+from orderflow_exports.adapters.sql.ledger import SqlExportLedger, _record
 from orderflow_exports.adapters.sql.tables import (
     UtcDateTime,
     erp_export,
@@ -45,28 +45,9 @@ class SqlAlertConditions:
 
     def latest_failed(self, error_codes: Iterable[str], limit: int) -> list[ExportRecord]:
         """FAILED exports with one of ``error_codes`` still their draft's latest attempt."""
-        later = erp_export.alias("later")
-        newer_attempt = (
-            select(later.c.id)
-            .where(
-                later.c.org_id == erp_export.c.org_id,
-                later.c.draft_order_id == erp_export.c.draft_order_id,
-                later.c.attempt > erp_export.c.attempt,
-            )
-            .exists()
+        return SqlExportLedger(self._engine).latest_failed(
+            error_codes, limit=limit, newest_first=True
         )
-        query = (
-            select(erp_export)
-            .where(
-                erp_export.c.status == str(ExportStatus.FAILED),
-                erp_export.c.error_code.in_(list(error_codes)),
-                ~newer_attempt,
-            )
-            .order_by(erp_export.c.updated_at.desc(), erp_export.c.id)
-            .limit(limit)
-        )
-        with self._engine.connect() as conn:
-            return [_record(row._mapping) for row in conn.execute(query)]
 
     def pending_since_before(self, cutoff: datetime, limit: int) -> list[ExportRecord]:
         query = (

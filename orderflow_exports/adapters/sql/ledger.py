@@ -207,10 +207,16 @@ class SqlExportLedger:
             return [_record(row._mapping) for row in conn.execute(query.limit(limit))]
 
     def latest_failed(
-        self, error_codes: Iterable[str], *, org_id: str | None = None, limit: int = 100
+        self,
+        error_codes: Iterable[str],
+        *,
+        org_id: str | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
     ) -> builtins.list[ExportRecord]:
         """FAILED exports with one of ``error_codes`` that are still their draft's latest
-        attempt (a later attempt has taken over from the others), oldest first."""
+        attempt (a later attempt has taken over from the others), oldest first unless
+        ``newest_first``."""
         later = erp_export.alias("later")
         newer_attempt = (
             select(later.c.id)
@@ -228,7 +234,10 @@ class SqlExportLedger:
                 erp_export.c.error_code.in_(list(error_codes)),
                 ~newer_attempt,
             )
-            .order_by(erp_export.c.updated_at, erp_export.c.id)
+            .order_by(
+                erp_export.c.updated_at.desc() if newest_first else erp_export.c.updated_at,
+                erp_export.c.id,
+            )
             .limit(limit)
         )
         if org_id is not None:
