@@ -1,5 +1,6 @@
 """``approved_drafts`` and ``export_json``: the export path as partitioned assets."""
 
+import logging
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -34,8 +35,15 @@ EXPORT_JSON_KEY = dg.AssetKey("export_json")
 
 # Dagster copies a run's output metadata onto every partition's materialization, so per-draft
 # detail in a batch's output metadata costs O(N^2) to store: approved_drafts lists its drafts only
-# in small batches; export_json puts each draft's detail on a partition-scoped observation.
+# in small batches; export_json puts each draft's detail on its own partition's materialization
+# (partition-scoped asset metadata), which costs O(N).
 BATCH_DETAIL_LIMIT = 50
+
+# Every line a run logs through context.log is one event-log write (one transaction), as costly
+# as a materialization. In a batch the per-draft "sent"/"already sent" lines go to this Python
+# logger instead (the same facts are on each partition's materialization); warnings and errors
+# still reach the run's log.
+BATCH_INFO_LOGGER = logging.getLogger("orderflow_exports.export_json")
 
 # Transient transport errors are retried by Dagster with backoff and jitter; permanent ones
 # raise Failure(allow_retries=False) and fail at once.
@@ -55,6 +63,29 @@ def _fail_permanently(
 ) -> NoReturn:
     context.instance.add_run_tags(context.run_id, NO_RUN_RETRY_TAGS)
     raise dg.Failure(description=description, metadata=metadata, allow_retries=False)
+
+
+_ACTION_SUMMARY = {
+    "sent": "{} sent",
+    "already_sent": "{} already SENT or ACKED earlier (not sending it again)",
+    "recovered": "{} recovered (an interrupted attempt had landed)",
+}
+
+
+class _BatchLog:
+    """The run's logger with per-draft info lines diverted: see ``BATCH_INFO_LOGGER``."""
+
+    def __init__(self, run_log: Any) -> None:
+        self._run_log = run_log
+
+    def info(self, msg: str, *args: object) -> None:
+        BATCH_INFO_LOGGER.info(msg, *args)
+
+    def warning(self, msg: str, *args: object) -> None:
+        self._run_log.warning(msg, *args)
+
+    def error(self, msg: str, *args: object) -> None:
+        self._run_log.error(msg, *args)
 
 
 class TransientExportFailure(Exception):
@@ -211,10 +242,8 @@ def _draft_observations(
 ) -> list[dg.AssetObservation]:
     """One observation per draft on its own partition: what this run did to that draft.
 
-    Dagster gives every partition of a multi-partition run the same output metadata (the run's,
-    copied N times), so per-draft detail travels on partition-scoped observations instead: each
-    draft stores only its own few fields, a batch of N costs O(N). The partition's page lists
-    them beside its materialization, and the ack sensor adds the ack on the same partition.
+    Only for a run that fails: its step materializes nothing, so each draft's outcome (sent or
+    failed) is recorded on its partition as an observation, beside the ack sensor's.
     """
     events = [
         dg.AssetObservation(
@@ -267,7 +296,7 @@ def export_json(
         ),
         liveness=DagsterRunLiveness(context.instance),
         local_folders=local_folder_resolver(export_store, dropzone),
-        log=context.log,
+        log=context.log if len(context.partition_keys) == 1 else _BatchLog(context.log),
     )
     outcomes: dict[str, ExportOutcome] = {}
     failures: dict[str, OrderflowError] = {}
@@ -296,9 +325,9 @@ def export_json(
         if request_outcome is not None:
             reported.append((refs[key], request_outcome, str(failure)))
     _report(context, database, reported)
-    for event in _draft_observations(outcomes, failures):
-        context.log_event(event)
     if failures:
+        for event in _draft_observations(outcomes, failures):
+            context.log_event(event)
         # What did go out is archived now: the failing step never reaches the IO manager.
         for key, outcome in outcomes.items():
             archive_outcome(store, refs[key], outcome, context.log)
@@ -306,15 +335,20 @@ def export_json(
     if len(outcomes) == 1:
         context.add_output_metadata(_outcome_metadata(next(iter(outcomes.values()))))
     else:
-        # Counts only: this is copied onto every partition of the run, so it must stay constant
-        # in size; each draft's own detail is on its observation.
+        # Counts are copied onto every partition of the run, so they stay constant in size; each
+        # draft's own detail is scoped to its own partition's materialization.
         actions = Counter(o.action for o in outcomes.values())
         context.add_output_metadata(
             {
                 "export_count": len(outcomes),
                 **{f"{action}_count": count for action, count in sorted(actions.items())},
-                "per_draft_detail": "on this partition's latest observation",
             }
+        )
+        for key, outcome in outcomes.items():
+            context.add_asset_metadata(_outcome_metadata(outcome), partition_key=key)
+        context.log.info(
+            f"{len(outcomes)} drafts: "
+            + ", ".join(_ACTION_SUMMARY[action].format(count) for action, count in actions.items())
         )
     return outcomes
 

@@ -135,15 +135,8 @@ def test_run_archives_exact_bytes_at_the_contract_key_with_one_client(s3_env: S3
         if e.asset_key == dg.AssetKey("export_json")
     ]
     assert sorted(str(m.partition) for m in mats) == sorted(keys)
-    # Each draft's archive location is on its own partition's observation (a URL for S3).
-    observations = {
-        str(e.event_specific_data.asset_observation.partition): (  # type: ignore[union-attr]
-            e.event_specific_data.asset_observation.metadata  # type: ignore[union-attr]
-        )
-        for e in _events(result, "ASSET_OBSERVATION")
-        if e.asset_key == dg.AssetKey("export_json")
-    }
-    assert {k: m["archive"] for k, m in observations.items()} == {
+    # Each draft's archive location is on its own partition's materialization (a URL for S3).
+    assert {str(m.partition): m.metadata["archive"] for m in mats} == {
         key: dg.MetadataValue.url(row.storage_key) for key, row in zip(keys, rows, strict=True)
     }
 
