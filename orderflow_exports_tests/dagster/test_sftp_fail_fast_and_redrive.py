@@ -5,15 +5,18 @@ the outage ends when the connector points at the running server again. Time for 
 passed to the sensor's planner, never slept.
 """
 
+import logging
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from orderflow_exports import defs
 from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
+from orderflow_exports.defs.assets import BATCH_INFO_LOGGER
 from orderflow_exports.defs.resources import DatabaseResource
 from orderflow_exports.defs.sensors import evaluate_approved_drafts
 from orderflow_exports.demo import SampleDraft
@@ -51,6 +54,31 @@ def _messages(env: OrderflowEnv, result: dg.ExecuteInProcessResult) -> list[str]
     return lines
 
 
+def _detail_of(env: OrderflowEnv, partition_key: str) -> list[str]:
+    """The metadata values recorded on the partition of ``export_json``: its materialization,
+    or, when the run failed, the observation that stands in for it."""
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey("export_json"), asset_partitions=[partition_key]
+    )
+    events = [
+        *(
+            r.asset_materialization
+            for r in env.instance.fetch_materializations(records_filter, limit=10).records
+        ),
+        *(
+            r.asset_observation
+            for r in env.instance.fetch_observations(records_filter, limit=10).records
+        ),
+    ]
+    assert events, f"nothing recorded on {partition_key}"
+    return [
+        f"{name}: {value.value}"
+        for event in events
+        if event is not None
+        for name, value in event.metadata.items()
+    ]
+
+
 def _evaluate_at(env: OrderflowEnv, now: datetime) -> dg.SensorResult | dg.SkipReason:
     with dg.build_sensor_context(
         instance=env.instance, resources={"database": DatabaseResource()}, definitions=defs
@@ -63,9 +91,10 @@ def _json_files(folder: Path) -> list[str]:
 
 
 def test_a_wrong_key_of_one_org_does_not_stop_another_org_on_the_same_login_name(
-    orderflow_env: OrderflowEnv, sshd_server: SshdServer
+    orderflow_env: OrderflowEnv, sshd_server: SshdServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     env = orderflow_env
+    caplog.set_level(logging.INFO, logger=BATCH_INFO_LOGGER.name)
     wrong_key = sshd_server.key_ref("orga", sshd_server.unauthorized_key)
     _configure(env, sshd_server, "orga", private_key_ref=wrong_key)
     outbox_b = _configure(env, sshd_server, "orgb")  # same host and user name, its own key
@@ -78,8 +107,16 @@ def test_a_wrong_key_of_one_org_does_not_stop_another_org_on_the_same_login_name
     [row_b] = env.exports(key_b)
     assert row_b.status is ExportStatus.SENT
     assert _json_files(outbox_b) == [row_b.filename]
-    about_b = [line for line in _messages(env, result) if "orgb" in line]
-    assert about_b
+    # In a batch, a draft's detail is on its partition's materialization and its info lines go
+    # to the batch logger: none of it may name the other org or its key.
+    batch_lines = [r.getMessage() for r in caplog.records if r.name == BATCH_INFO_LOGGER.name]
+    detail_b = _detail_of(env, key_b)
+    assert any(row_b.filename in line for line in detail_b), detail_b
+    about_b = [
+        line for line in [*_messages(env, result), *batch_lines, *detail_b] if "orgb" in line
+    ]
+    assert any(line in detail_b for line in about_b), about_b
+    assert any(line in batch_lines for line in about_b), batch_lines
     for line in about_b:
         assert "orga" not in line and wrong_key.removeprefix("file:") not in line, line
     requests = SqlExportRequests(env.engine)
