@@ -24,6 +24,7 @@ from orderflow_exports.defs.resources import (
     local_folder_resolver,
 )
 from orderflow_exports.defs.run_liveness import DagsterRunLiveness
+from orderflow_exports.defs.settings import export_retry_delay
 from orderflow_exports.domain.drafts import ensure_exportable
 from orderflow_exports.domain.errors import ExportError, OrderflowError
 from orderflow_exports.domain.export_requests import RequestOutcome
@@ -48,7 +49,10 @@ BATCH_INFO_LOGGER = logging.getLogger("orderflow_exports.export_json")
 # Transient transport errors are retried by Dagster with backoff and jitter; permanent ones
 # raise Failure(allow_retries=False) and fail at once.
 EXPORT_RETRY_POLICY = dg.RetryPolicy(
-    max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    max_retries=3,
+    delay=export_retry_delay(),
+    backoff=dg.Backoff.EXPONENTIAL,
+    jitter=dg.Jitter.PLUS_MINUS,
 )
 
 

@@ -13,6 +13,8 @@ import dagster as dg
 DATABASE_URL_ENV = "ORDERFLOW_DATABASE_URL"
 EXPORT_STORE_ENV = "ORDERFLOW_EXPORT_STORE"
 SECRET_DIRS_ENV = "ORDERFLOW_SECRET_DIRS"
+EXPORT_RETRY_DELAY_ENV = "ORDERFLOW_EXPORT_RETRY_DELAY_SECONDS"
+DEFAULT_EXPORT_RETRY_DELAY_SECONDS = 2.0
 
 
 def data_home() -> Path:
@@ -21,6 +23,29 @@ def data_home() -> Path:
     if dagster_home:
         return Path(dagster_home) / "orderflow"
     return Path(".orderflow").resolve()
+
+
+def export_retry_delay() -> float:
+    """First delay, in seconds, of ``export_json``'s step retries (it doubles, with jitter).
+
+    A retry policy is part of the asset's definition, which Dagster builds when the code
+    location loads: this is the one setting read then, from env
+    ``ORDERFLOW_EXPORT_RETRY_DELAY_SECONDS`` (default 2). A value that is not a number from 0
+    to 300 stops the load with a message naming the variable, rather than retrying on a guess.
+    """
+    raw = dg.EnvVar(EXPORT_RETRY_DELAY_ENV).get_value()
+    if raw is None or not raw.strip():
+        return DEFAULT_EXPORT_RETRY_DELAY_SECONDS
+    try:
+        delay = float(raw)
+    except ValueError:
+        delay = float("nan")
+    if not 0 <= delay <= 300:  # also false for nan
+        raise ValueError(
+            f"{EXPORT_RETRY_DELAY_ENV}={raw!r}: expected seconds from 0 to 300 (default "
+            f"{DEFAULT_EXPORT_RETRY_DELAY_SECONDS:g})"
+        )
+    return delay
 
 
 def default_database_url() -> str:

@@ -436,6 +436,7 @@ def shared_database(request: pytest.FixtureRequest) -> Iterator[str]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow  # a real child process
 def test_unreadable_ack_folder_fails_only_its_org(shared_database: str) -> None:
     ledger = SqlExportLedger(make_engine(shared_database))
     root = Path(tempfile.mkdtemp(prefix="ack-perm-"))

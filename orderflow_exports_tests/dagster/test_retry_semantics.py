@@ -76,6 +76,7 @@ def _crash_export(env: OrderflowEnv, key: str, point: str) -> ExportRecord:
     return row
 
 
+@pytest.mark.slow  # a real child process
 def test_crash_between_publish_and_sent_is_recovered_without_a_second_copy(
     orderflow_env: OrderflowEnv,
 ) -> None:
@@ -112,6 +113,7 @@ def test_crash_between_publish_and_sent_is_recovered_without_a_second_copy(
     assert _final_files(outbox) == [pending.filename]
 
 
+@pytest.mark.slow  # a real child process
 def test_crash_before_the_final_name_fails_interrupted_and_sends_a_new_attempt(
     orderflow_env: OrderflowEnv,
 ) -> None:

@@ -95,6 +95,7 @@ def dropzone(request: pytest.FixtureRequest, orderflow_env: OrderflowEnv, tmp_pa
     return folder
 
 
+@pytest.mark.slow  # a real child process
 @pytest.mark.parametrize("point", STALL_POINTS)
 def test_a_stalled_run_that_lost_its_claim_never_renames(
     orderflow_env: OrderflowEnv, dropzone: Path, point: str
