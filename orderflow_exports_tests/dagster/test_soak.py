@@ -1,4 +1,4 @@
-"""The soak benchmark in its short form: two minutes of steady traffic through the real loop.
+"""The soak benchmark in its short form: one minute of steady traffic through the real loop.
 
 ``benchmarks/soak.py`` starts sshd, a moto S3 server, ``dagster-daemon`` (and so the code
 server) and ``orderflow-exports erp-sim``, approves 20 drafts a minute over 5 orgs and exits 0
@@ -23,7 +23,7 @@ from orderflow_exports_tests.support.sshd import sshd_missing_reason
 pytestmark = pytest.mark.slow
 
 
-def test_two_minute_soak_loses_nothing_sends_nothing_twice_and_stays_flat(
+def test_one_minute_soak_loses_nothing_sends_nothing_twice_and_stays_flat(
     tmp_path: Path,
 ) -> None:
     reason = sshd_missing_reason()
@@ -34,9 +34,9 @@ def test_two_minute_soak_loses_nothing_sends_nothing_twice_and_stays_flat(
             sys.executable,
             str(REPO_ROOT / "benchmarks" / "soak.py"),
             "--minutes",
-            "2",
+            "1",
             "--sample-seconds",
-            "30",
+            "15",
             "--rate",
             "20",
             "--orgs",
@@ -59,8 +59,8 @@ def test_two_minute_soak_loses_nothing_sends_nothing_twice_and_stays_flat(
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert report["passed"] and report["outcome"]["failures"] == []
     outcome = report["outcome"]
-    # 20 a minute for 2 minutes; each exactly once at the ERP and ACKED once in the ledger.
-    assert outcome["drafts"] >= 35
+    # 20 a minute for a minute; each exactly once at the ERP and ACKED once in the ledger.
+    assert outcome["drafts"] >= 18
     assert outcome["taken_once"] == outcome["drafts"]
     assert outcome["taken_twice"] == outcome["missing"] == outcome["not_acked"] == []
     samples = report["samples"]
