@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError, SSLError
 
-from orderflow_exports.adapters.s3_export_store import (
+from orderflow_exports.adapters.stores.s3 import (
     CONTENT_TYPE,
     MiB,
     S3ExportStore,
