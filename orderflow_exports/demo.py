@@ -246,7 +246,7 @@ def run_demo(emit: Any) -> int:
         for name in sorted(p.name for p in taken.glob("*.json")):
             emit(f"  {name}")
     emit("")
-    from orderflow_exports.cli import format_exports
+    from orderflow_exports.cli.export_views import format_exports
 
     emit(
         format_exports(

@@ -10,14 +10,14 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
 from orderflow_exports.adapters.dropzones import DropzoneSessions
-from orderflow_exports.adapters.local_export_store import LocalExportStore
 from orderflow_exports.adapters.local_folders import resolve_local_folders
-from orderflow_exports.adapters.s3_clients import SharedClients
 from orderflow_exports.adapters.secrets import SecretScope
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.engine import make_engine, require_current_schema
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+from orderflow_exports.adapters.stores.local import LocalExportStore
+from orderflow_exports.adapters.stores.s3_clients import SharedClients
 from orderflow_exports.defs.settings import (
     data_home,
     default_dropzone_home,
@@ -141,7 +141,7 @@ class DropzoneResource(dg.ConfigurableResource):
 
 
 # One S3 client per run and process, shared by every ExportStoreResource of the run (see
-# adapters/s3_clients.py: the IO manager's nested resource is a separate instance).
+# adapters/stores/s3_clients.py: the IO manager's nested resource is a separate instance).
 _S3_CLIENTS = SharedClients()
 
 
@@ -189,7 +189,7 @@ class ExportStoreResource(dg.ConfigurableResource):
             return LocalExportStore(Path(location), LOCAL_STORE_PREFIX)
         from dagster_aws.s3 import S3Resource
 
-        from orderflow_exports.adapters.s3_export_store import S3ExportStore, parse_s3_url
+        from orderflow_exports.adapters.stores.s3 import S3ExportStore, parse_s3_url
 
         bucket, prefix = parse_s3_url(location)
 

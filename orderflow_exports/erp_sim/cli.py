@@ -66,7 +66,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_erp_sim(args: argparse.Namespace) -> int:
     """Run the simulator until interrupted (or one pass with ``--once``)."""
-    from orderflow_exports.cli import _engine
+    from orderflow_exports.cli.common import open_engine
     from orderflow_exports.domain.naming import validate_id
     from orderflow_exports.erp_sim.decisions import Policy
     from orderflow_exports.erp_sim.simulator import ErpSimulator
@@ -90,7 +90,7 @@ def cmd_erp_sim(args: argparse.Namespace) -> int:
         stopping = True
 
     signal.signal(signal.SIGTERM, stop)
-    configs = connector_source(_engine(), args.org)
+    configs = connector_source(open_engine(), args.org)
     if not configs():
         logging.getLogger("orderflow_exports.erp_sim").warning("no enabled connectors")
     simulator = ErpSimulator(configs, dropzone_sessions(), policy)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orderflow_exports.adapters.local_export_store import LocalExportStore
+from orderflow_exports.adapters.stores.local import LocalExportStore
 from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
 from orderflow_exports.domain.naming import DraftRef
 

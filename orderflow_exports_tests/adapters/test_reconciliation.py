@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import Engine
 
 from orderflow_exports.adapters.dropzones import DropzoneSessions
-from orderflow_exports.adapters.local_export_store import LocalExportStore
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
+from orderflow_exports.adapters.stores.local import LocalExportStore
 from orderflow_exports.application.export_service import ExportService, ExportSettings
 from orderflow_exports.application.reconciliation import (
     OrgReconciliation,

@@ -13,13 +13,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError, SSLError
 
-from orderflow_exports.adapters.s3_export_store import (
-    CONTENT_TYPE,
-    MiB,
-    S3ExportStore,
-    classify_error,
-    parse_s3_url,
-)
+from orderflow_exports.adapters.stores.s3 import CONTENT_TYPE, MiB, S3ExportStore, parse_s3_url
+from orderflow_exports.adapters.stores.s3_errors import classify_error
 from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports_tests.support.moto_s3 import MotoS3Server, S3Bucket

@@ -1,4 +1,4 @@
-"""The export store on a local folder, with the same key layout as S3 (CONTRACT §7)."""
+"""The export store on a local folder, with the same key layout as S3, each key written once."""
 
 from __future__ import annotations
 
