@@ -1,0 +1,33 @@
+"""Static proof that every fake implements its port: mypy checks these assignments."""
+
+from __future__ import annotations
+
+from orderflow_exports.domain.ports import (
+    ConnectorConfigs,
+    DraftSource,
+    DropzoneConnector,
+    DropzoneSession,
+    ExportLedger,
+    ExportStore,
+    RunLiveness,
+)
+from orderflow_exports_tests.fakes.dropzone import FakeDropzone, FakeDropzoneSession
+from orderflow_exports_tests.fakes.ledger import FakeLedger
+from orderflow_exports_tests.fakes.sources import (
+    FakeConnectorConfigs,
+    FakeDraftSource,
+    FakeRunLiveness,
+)
+from orderflow_exports_tests.fakes.store import FakeExportStore
+
+
+def _conforms() -> None:
+    zone = FakeDropzone()
+    ledger: ExportLedger = FakeLedger()
+    connector: DropzoneConnector = zone
+    session: DropzoneSession = FakeDropzoneSession(zone)
+    store: ExportStore = FakeExportStore()
+    drafts: DraftSource = FakeDraftSource()
+    configs: ConnectorConfigs = FakeConnectorConfigs()
+    liveness: RunLiveness = FakeRunLiveness()
+    del ledger, connector, session, store, drafts, configs, liveness
