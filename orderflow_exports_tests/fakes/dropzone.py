@@ -102,7 +102,7 @@ class FakeDropzone:
         path = _norm(folder)
         with self.lock:
             parent = posixpath.dirname(path)
-            if parent != path:
+            if parent and parent != path:
                 self.make_folder(parent)
                 self.folders[parent].setdefault(posixpath.basename(path), FakeNode("dir"))
             self.folders.setdefault(path, {})
