@@ -357,6 +357,45 @@ def test_a_forced_resend_settles_a_pending_export_first(ports: Ports) -> None:
     assert old is not None and old.error_code == "SUPERSEDED"
 
 
+def test_a_pending_export_is_left_pending_when_the_dropzone_cannot_be_asked(
+    ports: Ports,
+) -> None:
+    stalled = ports.pending()
+    ports.zone.fail("exists", ExportError(ExportError.TIMEOUT, "no answer", transient=True))
+    with pytest.raises(ExportError, match="no answer"):
+        ports.run().export(REF, run_id="run-2")
+    assert status_of(ports, stalled.id) is ExportStatus.PENDING
+    assert len(rows_of(ports)) == 1
+
+
+class OwnerWakesUpLedger(FakeLedger):
+    """The stalled owner takes its rename right just before the reconciler tries to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owner_of: str | None = None  # the export whose owner wakes up
+
+    def mark_renaming(self, export_id: str, *, at: datetime) -> bool:
+        if export_id == self.owner_of:
+            self.owner_of = None
+            assert super().mark_renaming(export_id, at=at)
+        return super().mark_renaming(export_id, at=at)
+
+
+def test_a_reconciler_that_loses_the_rename_right_decides_again(tmp_path: Path) -> None:
+    ledger = OwnerWakesUpLedger()
+    ports = Ports(spool=tmp_path / "spool", ledger=ledger)
+    ports.add(LOCAL, REF)
+    stalled = ports.pending()
+    ledger.owner_of = stalled.id
+    ports.zone.put(OUTBOX, temp_filename(stalled.filename), b"{}")  # the owner never renamed
+
+    outcome = ports.run().export(REF, run_id="run-2")
+    assert outcome.action == "sent" and outcome.record.attempt == 2
+    assert status_of(ports, stalled.id) is ExportStatus.FAILED
+    assert ports.zone.names(OUTBOX) == [outcome.record.filename]
+
+
 # --- failures while publishing ------------------------------------------------------------------
 
 
@@ -597,6 +636,38 @@ def test_an_ack_that_overtakes_the_sent_update_is_kept(ports: Ports) -> None:
     outcome = ports.run().export(REF, run_id="run-1")
     assert outcome.action == "sent" and outcome.record.status is ExportStatus.ACKED
     assert outcome.record.erp_order_number == "SO-9"
+
+
+def test_a_lost_rename_reply_after_an_ack_keeps_the_ack(ports: Ports) -> None:
+    def erp_acks_then_the_reply_is_lost(_: str) -> None:
+        (row,) = rows_of(ports)
+        ports.ledger.mark_acked(
+            row.id, expected=ExportStatus.PENDING, erp_order_number="SO-9", at=START
+        )
+        raise lost_reply()
+
+    ports.zone.on("rename", erp_acks_then_the_reply_is_lost, after=True)
+    outcome = ports.run().export(REF, run_id="run-1")
+    assert outcome.action == "sent" and outcome.record.status is ExportStatus.ACKED
+
+
+def test_a_lost_rename_reply_on_a_row_failed_meanwhile_reports_the_lost_claim(
+    ports: Ports,
+) -> None:
+    def reconciler_fails_it_then_the_reply_is_lost(_: str) -> None:
+        (row,) = rows_of(ports)
+        ports.ledger.mark_failed(
+            row.id, expected=ExportStatus.PENDING, code="INTERRUPTED", message="x", at=START
+        )
+        raise lost_reply()
+
+    ports.zone.on("rename", reconciler_fails_it_then_the_reply_is_lost, after=True)
+    service = ports.run()
+    with pytest.raises(ClaimLost, match="its rename failed meanwhile"):
+        service.export(REF, run_id="run-1")
+    (row,) = rows_of(ports)
+    assert row.status is ExportStatus.FAILED and row.error_code == "INTERRUPTED"
+    assert not service.spool_path(REF, row.id).exists()
 
 
 # --- tidiness -----------------------------------------------------------------------------------
