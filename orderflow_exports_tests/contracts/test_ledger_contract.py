@@ -8,12 +8,11 @@ forced attempt superseding a SENT one, and the order of the queries.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import Engine
 
-from orderflow_exports.adapters.sql.engine import make_engine, upgrade_schema
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.domain.errors import AlreadyInFlight
 from orderflow_exports.domain.naming import DraftRef
@@ -26,21 +25,9 @@ NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 REF = DraftRef("acme", "D-1")
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "fake"])
-def ledger(request: pytest.FixtureRequest, tmp_path) -> Iterator[ExportLedger]:  # type: ignore[no-untyped-def]
-    if request.param == "fake":
-        yield FakeLedger()
-        return
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'orderflow.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database")
-    engine = make_engine(url)
-    upgrade_schema(engine)
-    try:
-        yield SqlExportLedger(engine)
-    finally:
-        engine.dispose()
+@pytest.fixture
+def ledger(database: Engine | None) -> ExportLedger:
+    return FakeLedger() if database is None else SqlExportLedger(database)
 
 
 def new_export(attempt: int = 1, ref: DraftRef = REF, **overrides: object) -> NewExport:

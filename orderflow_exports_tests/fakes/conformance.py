@@ -8,11 +8,13 @@ from orderflow_exports.domain.ports import (
     DropzoneConnector,
     DropzoneSession,
     ExportLedger,
+    ExportRequests,
     ExportStore,
     RunLiveness,
 )
 from orderflow_exports_tests.fakes.dropzone import FakeDropzone, FakeDropzoneSession
 from orderflow_exports_tests.fakes.ledger import FakeLedger
+from orderflow_exports_tests.fakes.requests import FakeExportRequests
 from orderflow_exports_tests.fakes.sources import (
     FakeConnectorConfigs,
     FakeDraftSource,
@@ -30,4 +32,5 @@ def _conforms() -> None:
     drafts: DraftSource = FakeDraftSource()
     configs: ConnectorConfigs = FakeConnectorConfigs()
     liveness: RunLiveness = FakeRunLiveness()
-    del ledger, connector, session, store, drafts, configs, liveness
+    requests: ExportRequests = FakeExportRequests()
+    del ledger, connector, session, store, drafts, configs, liveness, requests

@@ -6,7 +6,7 @@ Also :func:`sample_draft`, a valid APPROVED draft with its lines, built without 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -103,9 +103,16 @@ class FakeDraftSource:
 
 
 class FakeConnectorConfigs:
-    """``ConnectorConfigs`` over a dict; ``reads`` counts ``get`` calls per org."""
+    """``ConnectorConfigs`` over a dict; ``reads`` counts ``get`` calls per org.
 
-    def __init__(self, *configs: ConnectorConfig) -> None:
+    ``upsert`` stamps ``updated_at`` from ``clock``, as the SQL adapter stamps the row: between
+    two orgs whose folders conflict, the row saved first keeps working.
+    """
+
+    def __init__(
+        self, *configs: ConnectorConfig, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.clock = clock
         self.configs: dict[str, ConnectorConfig] = {}
         self.reads: dict[str, int] = {}
         for config in configs:
@@ -119,7 +126,11 @@ class FakeConnectorConfigs:
         return [c for _, c in sorted(self.configs.items()) if c.enabled or not enabled_only]
 
     def upsert(self, config: ConnectorConfig) -> None:
-        self.configs[config.org_id] = config
+        self.configs[config.org_id] = replace(config, updated_at=self.clock())
+
+    def delete(self, org_id: str) -> bool:
+        """Remove the org's config; False when it had none."""
+        return self.configs.pop(org_id, None) is not None
 
 
 class FakeRunLiveness:
