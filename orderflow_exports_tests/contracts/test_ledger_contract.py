@@ -295,3 +295,37 @@ def test_sent_before_lists_the_org_s_old_sent_rows_oldest_first(ledger: ExportLe
     assert [r.id for r in ledger.sent_before("acme", cutoff, 10)] == [three_days, two_days]
     assert [r.id for r in ledger.sent_before("acme", cutoff, 1)] == [three_days]
     assert ledger.sent_before("acme", NOW - timedelta(days=3), 10) == []  # strictly before
+
+
+@pytest.fixture
+def ledger_with_queries(database: Engine | None) -> SqlExportLedger | FakeLedger:
+    """The ledger with the query the resend and alert paths use beyond the port."""
+    return FakeLedger() if database is None else SqlExportLedger(database)
+
+
+def test_latest_failed_lists_only_failures_still_latest_per_draft(
+    ledger_with_queries: SqlExportLedger | FakeLedger,
+) -> None:
+    ledger = ledger_with_queries
+
+    def failed(ref: DraftRef, attempt: int, code: str, at: datetime) -> str:
+        record = ledger.create_pending(new_export(attempt, ref, created_at=at))
+        assert ledger.mark_failed(
+            record.id, expected=ExportStatus.PENDING, code=code, message=code, at=at
+        )
+        return record.id
+
+    retried = failed(REF, 1, "ACK_TIMEOUT", NOW)  # a later attempt took over: not listed
+    ledger.create_pending(new_export(2, REF, created_at=NOW + timedelta(minutes=1)))
+    rejected = failed(DraftRef("acme", "D-2"), 1, "ERP_REJECTED", NOW + timedelta(minutes=3))
+    timed_out = failed(DraftRef("acme", "D-3"), 1, "ACK_TIMEOUT", NOW + timedelta(minutes=2))
+    failed(DraftRef("acme", "D-4"), 1, "CONNECTION", NOW)  # not one of the codes asked for
+    other_org = failed(DraftRef("globex", "G-1"), 1, "ACK_TIMEOUT", NOW + timedelta(minutes=4))
+
+    codes = ("ACK_TIMEOUT", "ERP_REJECTED")
+    listed = [r.id for r in ledger.latest_failed(codes)]
+    assert listed == [timed_out, rejected, other_org]  # oldest change first
+    assert retried not in listed
+    assert [r.id for r in ledger.latest_failed(codes, newest_first=True)] == listed[::-1]
+    assert [r.id for r in ledger.latest_failed(codes, org_id="globex")] == [other_org]
+    assert [r.id for r in ledger.latest_failed(codes, limit=1)] == [timed_out]
