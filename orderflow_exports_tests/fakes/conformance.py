@@ -1,0 +1,36 @@
+"""Static proof that every fake implements its port: mypy checks these assignments."""
+
+from __future__ import annotations
+
+from orderflow_exports.domain.ports import (
+    ConnectorConfigs,
+    DraftSource,
+    DropzoneConnector,
+    DropzoneSession,
+    ExportLedger,
+    ExportRequests,
+    ExportStore,
+    RunLiveness,
+)
+from orderflow_exports_tests.fakes.dropzone import FakeDropzone, FakeDropzoneSession
+from orderflow_exports_tests.fakes.ledger import FakeLedger
+from orderflow_exports_tests.fakes.requests import FakeExportRequests
+from orderflow_exports_tests.fakes.sources import (
+    FakeConnectorConfigs,
+    FakeDraftSource,
+    FakeRunLiveness,
+)
+from orderflow_exports_tests.fakes.store import FakeExportStore
+
+
+def _conforms() -> None:
+    zone = FakeDropzone()
+    ledger: ExportLedger = FakeLedger()
+    connector: DropzoneConnector = zone
+    session: DropzoneSession = FakeDropzoneSession(zone)
+    store: ExportStore = FakeExportStore()
+    drafts: DraftSource = FakeDraftSource()
+    configs: ConnectorConfigs = FakeConnectorConfigs()
+    liveness: RunLiveness = FakeRunLiveness()
+    requests: ExportRequests = FakeExportRequests()
+    del ledger, connector, session, store, drafts, configs, liveness, requests
