@@ -390,10 +390,13 @@ class LocalDropzoneSession:
                 raise classify_os_error(exc, f"reading {path}") from exc
         finally:
             os.close(dir_fd)
+        # Checked on the descriptor before wrapping it: Python refuses to wrap a folder's
+        # descriptor (IsADirectoryError), which would hide what the name really is.
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise NotARegularFile(path, _describe_mode(mode))
         with os.fdopen(fd, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise NotARegularFile(path, _describe_mode(mode))
             try:
                 data = handle.read(max_bytes + 1)
             except OSError as exc:

@@ -287,17 +287,7 @@ def test_read_file_never_follows_a_symlink(dz: Zone) -> None:
     assert link.value.found == "a symbolic link"
 
 
-def test_read_file_refuses_a_folder(dz: Zone, request: pytest.FixtureRequest) -> None:
-    if isinstance(dz.session, LocalDropzoneSession):
-        # The local session opens a folder like a file and fails reading it with a bare
-        # IsADirectoryError instead of NotARegularFile; strict, so the fix is noticed.
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=IsADirectoryError,
-                strict=True,
-                reason="LocalDropzoneSession.read_file raises IsADirectoryError on a folder",
-            )
-        )
+def test_read_file_refuses_a_folder(dz: Zone) -> None:
     dz.mkdir("sub")
     with pytest.raises(NotARegularFile) as folder:
         dz.session.read_file(dz.folder, "sub", 100)

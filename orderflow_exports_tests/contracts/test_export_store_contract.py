@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orderflow_exports.adapters.local_export_store import LocalExportStore
-from orderflow_exports.adapters.s3_export_store import S3ExportStore
+from orderflow_exports.adapters.stores.local import LocalExportStore
+from orderflow_exports.adapters.stores.s3 import S3ExportStore
 from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import ExportStore
