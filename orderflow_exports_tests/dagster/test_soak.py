@@ -23,6 +23,17 @@ from orderflow_exports_tests.support.sshd import sshd_missing_reason
 pytestmark = pytest.mark.slow
 
 
+def _trouble(out: Path) -> str:
+    """The daemon's and simulator's warning and error lines: why a run or a tick went wrong."""
+    lines = []
+    for name in ("daemon.log", "erp-sim.log"):
+        log = out / name
+        if log.exists():
+            text = log.read_text(errors="replace").splitlines()
+            lines += [f"{name}: {line}" for line in text if "WARNING" in line or "ERROR" in line]
+    return "\n" + "\n".join(lines[-60:])
+
+
 def test_one_minute_soak_loses_nothing_sends_nothing_twice_and_stays_flat(
     tmp_path: Path,
 ) -> None:
@@ -56,7 +67,7 @@ def test_one_minute_soak_loses_nothing_sends_nothing_twice_and_stays_flat(
         timeout=20 * 60,
     )
     report = json.loads((out / "soak.json").read_text())
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:] + _trouble(out)
     assert report["passed"] and report["outcome"]["failures"] == []
     outcome = report["outcome"]
     # 20 a minute for a minute; each exactly once at the ERP and ACKED once in the ledger.
