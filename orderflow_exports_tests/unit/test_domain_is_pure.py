@@ -1,8 +1,14 @@
-"""The domain package imports no Dagster, paramiko, boto3 or SQLAlchemy (checked on its source)."""
+"""The inner layers import no infrastructure (checked on their source, subpackages included).
+
+``domain/`` and ``application/`` import no Dagster, paramiko, boto3 or SQLAlchemy; the domain
+imports only the domain from this project, and use cases only the domain and other use cases
+(adapters and Dagster wiring plug into them, never the other way round).
+"""
 
 import ast
 from pathlib import Path
 
+import orderflow_exports.application as application
 import orderflow_exports.domain as domain
 
 FORBIDDEN = {
@@ -44,3 +50,42 @@ def test_domain_imports_only_domain_from_this_project() -> None:
                 "orderflow_exports"
             ):
                 assert (node.module or "").startswith("orderflow_exports.domain"), path
+
+
+def _modules(package: object) -> list[Path]:
+    return sorted(Path(package.__file__).parent.rglob("*.py"))  # type: ignore[attr-defined]
+
+
+def _project_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("orderflow_exports"):
+            found.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("orderflow_exports")}
+    return found
+
+
+def test_use_cases_import_no_infrastructure_and_no_dagster() -> None:
+    files = _modules(application)
+    assert len(files) >= 8, files
+    offenders = {str(f): _imported_roots(f) & FORBIDDEN for f in files}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_use_cases_import_only_the_domain_and_other_use_cases() -> None:
+    allowed = ("orderflow_exports.domain", "orderflow_exports.application")
+    offenders = {
+        str(f): sorted(m for m in _project_imports(f) if not m.startswith(allowed))
+        for f in _modules(application)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_checks_see_an_offending_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "def f():\n    import dagster as dg\n    from orderflow_exports.adapters.sql import x\n"
+    )
+    assert _imported_roots(bad) & FORBIDDEN == {"dagster"}
+    assert _project_imports(bad) == {"orderflow_exports.adapters.sql"}
