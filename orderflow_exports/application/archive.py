@@ -8,10 +8,10 @@ a store view scoped to the partition's org, which refuses every key of another o
 
 from __future__ import annotations
 
-from orderflow_exports.application.export_service import ExportOutcome, Logger
+from orderflow_exports.application.export_service import ExportOutcome
 from orderflow_exports.domain.errors import OrderflowError
 from orderflow_exports.domain.naming import DraftRef
-from orderflow_exports.domain.ports import ExportStore
+from orderflow_exports.domain.ports import ExportStore, Logger
 
 
 class ArchiveRefused(OrderflowError, ValueError):

@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from orderflow_exports.domain.connector_rules import LocalFolders, connector_problems
 from orderflow_exports.domain.document import build_header, write_document
@@ -52,6 +52,7 @@ from orderflow_exports.domain.ports import (
     DropzoneSession,
     ExportLedger,
     ExportStore,
+    Logger,
     RunLiveness,
 )
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
@@ -68,14 +69,6 @@ _ENDPOINT_DOWN_CODES = (
     ExportError.AUTH,
 )
 PERMANENT = "permanent"
-
-
-class Logger(Protocol):
-    """The part of a logger the service uses (``logging.Logger`` and Dagster's ``context.log``)."""
-
-    def info(self, msg: str, *args: object) -> None: ...
-
-    def warning(self, msg: str, *args: object) -> None: ...
 
 
 def _login_key(config: ConnectorConfig) -> str:

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from orderflow_exports.application.export_service import Logger
 from orderflow_exports.domain.drafts import refusal_reason
 from orderflow_exports.domain.errors import (
     AlreadyInFlight,
@@ -42,7 +41,7 @@ from orderflow_exports.domain.export_requests import (
     request_reason,
 )
 from orderflow_exports.domain.naming import DraftRef
-from orderflow_exports.domain.ports import DraftSource, ExportRequests
+from orderflow_exports.domain.ports import DraftSource, ExportRequests, Logger
 from orderflow_exports.domain.records import ConnectorConfig
 
 LOCAL_HOST = "local"

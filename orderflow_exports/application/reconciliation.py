@@ -39,6 +39,7 @@ from orderflow_exports.domain.ports import (
     DropzoneSession,
     ExportLedger,
     FolderEntry,
+    Logger,
     RunLiveness,
 )
 from orderflow_exports.domain.reconciliation import (
@@ -55,16 +56,6 @@ from orderflow_exports.domain.records import ConnectorConfig, ExportRecord
 from orderflow_exports.domain.status import ExportStatus
 
 _log = logging.getLogger(__name__)
-
-
-class Logger(Protocol):
-    """The part of a logger used here (``logging.Logger`` and Dagster's ``context.log``)."""
-
-    def info(self, msg: str, *args: object) -> None: ...
-
-    def warning(self, msg: str, *args: object) -> None: ...
-
-    def error(self, msg: str, *args: object) -> None: ...
 
 
 class Settle(Protocol):

@@ -24,6 +24,16 @@ from orderflow_exports.domain.status import ExportStatus
 EntryKind = Literal["file", "dir", "symlink", "fifo", "other"]
 
 
+class Logger(Protocol):
+    """What the use cases log through (``logging.Logger`` and Dagster's ``context.log``)."""
+
+    def info(self, msg: str, *args: object) -> None: ...
+
+    def warning(self, msg: str, *args: object) -> None: ...
+
+    def error(self, msg: str, *args: object) -> None: ...
+
+
 @dataclass(frozen=True)
 class FolderEntry:
     """One entry of a folder listing, as the entry itself is (never what a symlink points to)."""
