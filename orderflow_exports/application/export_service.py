@@ -80,6 +80,9 @@ class ExportOutcome:
     action: OutcomeAction
     record: ExportRecord
     spool_file: Path | None
+    # Set by the archive step once it has handled the file (stored it, found it stored, or
+    # reported it gone): the key in the store; handing the outcome over again writes nothing.
+    archive_key: str | None = None
 
     @property
     def export_id(self) -> str:

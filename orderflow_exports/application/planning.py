@@ -330,3 +330,24 @@ def report_outcomes(
                 f"{MAX_REDRIVES})"
             )
     return records
+
+
+def report_outcomes_or_log(
+    requests: ExportRequests,
+    outcomes: list[tuple[DraftRef, RequestOutcome, str]],
+    *,
+    at: datetime,
+    log: Logger,
+) -> None:
+    """:func:`report_outcomes`, with a failure to write them logged instead of raised.
+
+    Bookkeeping only: when it cannot be written, the export result stands and the sensor
+    re-drives the draft once its unreported request is old enough.
+    """
+    try:
+        report_outcomes(requests, outcomes, at=at, log=log)
+    except Exception as exc:  # the run's real work is done; only the bookkeeping is lost
+        log.error(
+            f"could not record the outcome of {len(outcomes)} draft(s) in erp_export_request: "
+            f"{type(exc).__name__}: {exc}"
+        )
