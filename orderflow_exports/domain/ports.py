@@ -273,6 +273,20 @@ class ExportStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
 
+class KnownPartitions(Protocol):
+    """Which of a tick's partition keys exist already, and their order among all partitions."""
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def position(self, key: str) -> int:
+        """Where ``key`` (a known partition) stands: keys added later stand further on."""
+        ...
+
+    def adjacent(self, first: str, second: str) -> bool:
+        """True when no other partition lies between ``first`` and ``second`` (in order)."""
+        ...
+
+
 class RunLiveness(Protocol):
     """Tells whether the run that owns a PENDING export may still be working on it."""
 
