@@ -91,7 +91,7 @@ class Publisher:
             if not self.ledger.mark_renaming(record.id, at=at):
                 # Another run reconciled the row while this one stalled: the adapter removes
                 # the temp file and renames nothing.
-                raise self.claim_lost(record, "its claim on the final rename was refused")
+                raise self._claim_lost(record, "its claim on the final rename was refused")
             renaming.append(at.astimezone(UTC))
 
         try:
@@ -120,7 +120,7 @@ class Publisher:
                 if not self._fail(record, error):
                     spool.unlink(missing_ok=True)
                     why = f"its publish failed meanwhile ({error})"
-                    raise self.claim_lost(record, why) from exc
+                    raise self._claim_lost(record, why) from exc
                 spool.unlink(missing_ok=True)  # a FAILED attempt is never archived
                 if error.code in ENDPOINT_DOWN_CODES and config.transport == "sftp":
                     self.mark_down(config, error)
@@ -174,7 +174,7 @@ class Publisher:
             return settled  # another run (or an ack) already recorded it as delivered
         self.spool_path(record.ref, record.id).unlink(missing_ok=True)
         if verdict == "moved_on":
-            raise self.claim_lost(record, f"its rename failed meanwhile ({error})")
+            raise self._claim_lost(record, f"its rename failed meanwhile ({error})")
         return None
 
     def _record_sent(self, record: ExportRecord) -> ExportRecord:
@@ -260,7 +260,7 @@ class Publisher:
         assert refreshed is not None
         return refreshed, "moved_on" if moved else "failed"
 
-    def claim_lost(self, record: ExportRecord, why: str) -> ClaimLost:
+    def _claim_lost(self, record: ExportRecord, why: str) -> ClaimLost:
         """The error of a run whose row another run (or an ack) settled while it was away."""
         current = self.ledger.get(record.id)
         state = "gone" if current is None else f"now {current.status}"

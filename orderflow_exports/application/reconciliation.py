@@ -7,7 +7,7 @@ unless a fix is switched on, and then each fix goes through the existing compare
   own stale-temp sweep, which keeps every other file (a temp file of a PENDING row is never
   reported: it is the evidence the settle rule needs);
 - ``settle_orphaned_pending``: a PENDING row whose run is not active is settled by the export
-  service's settle rule (``Publisher.settle_unpublished``: file there → SENT; rename never
+  use case's settle rule (``Publisher.settle_unpublished``: file there → SENT; rename never
   issued → the right is taken, FAILED; temp still there → removed, FAILED; else SENT,
   unconfirmed), passed in as ``settle``.
 
@@ -59,7 +59,7 @@ _log = logging.getLogger(__name__)
 
 
 class Settle(Protocol):
-    """The export service's settle rule for one PENDING row (see the module docstring)."""
+    """The export use case's settle rule for one PENDING row (see the module docstring)."""
 
     def __call__(
         self,
