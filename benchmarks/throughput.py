@@ -289,7 +289,8 @@ def export_path_alone(
 ) -> None:
     """ExportService and the archive over the same resources as a run, without Dagster."""
     from orderflow_exports.application.archive import archive_outcome
-    from orderflow_exports.application.export_service import ExportService, ExportSettings
+    from orderflow_exports.application.export_service import ExportService
+    from orderflow_exports.application.publishing import ExportSettings
     from orderflow_exports.defs.resources import (
         DatabaseResource,
         DropzoneResource,

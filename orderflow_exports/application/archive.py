@@ -8,10 +8,12 @@ a store view scoped to the partition's org, which refuses every key of another o
 
 from __future__ import annotations
 
-from orderflow_exports.application.export_service import ExportOutcome, Logger
+from dataclasses import replace
+
+from orderflow_exports.application.export_service import ExportOutcome
 from orderflow_exports.domain.errors import OrderflowError
 from orderflow_exports.domain.naming import DraftRef
-from orderflow_exports.domain.ports import ExportStore
+from orderflow_exports.domain.ports import ExportStore, Logger
 
 
 class ArchiveRefused(OrderflowError, ValueError):
@@ -30,16 +32,19 @@ def check_outcome_for(partition_ref: DraftRef, outcome: ExportOutcome) -> None:
 
 def archive_outcome(
     store: ExportStore, partition_ref: DraftRef, outcome: ExportOutcome, log: Logger
-) -> str:
-    """Store the outcome's file at its archive key (write-once) and return the key.
+) -> ExportOutcome:
+    """Store the outcome's file at its archive key (write-once); the outcome as archived.
 
     ``store`` may cover every org or only the partition's org; either way the write goes through
     ``store.for_org(partition_ref.org_id)``. An outcome of another draft raises
-    :class:`ArchiveRefused` before anything is written.
+    :class:`ArchiveRefused` before anything is written. An outcome this step already handled
+    (its ``archive_key`` set) is returned as it is: nothing is written or asked again.
     """
     check_outcome_for(partition_ref, outcome)
     scoped = store.for_org(partition_ref.org_id)
     key = scoped.key_for(partition_ref, outcome.export_id)
+    if outcome.archive_key == key:
+        return outcome
     if outcome.spool_file is not None:
         scoped.put_file(
             key,
@@ -58,4 +63,4 @@ def archive_outcome(
             f"{partition_ref}: export {outcome.export_id} has no archived copy at {key} and its "
             "staging file is gone; the dropzone copy is the only one"
         )
-    return key
+    return replace(outcome, spool_file=None, archive_key=key)

@@ -6,10 +6,11 @@ Plain Python over the ports; the Dagster assets only wire it. The rules (CONTRAC
 - only the holder of the rename right (``mark_renaming``, taken once per row) may give a file its
   final name; a run whose claim is refused never renames and fails with "lost its claim";
 - a PENDING export of a run that is no longer active (dead, or stalled and able to go on) is
-  settled first by :meth:`ExportService._settle_unpublished`: its final file there → SENT; else
-  the rename right is taken from it, or its temp file removed, before it may become FAILED
-  (``INTERRUPTED``) and a new attempt is made; rename issued and no file left (the ERP may have
-  taken it) → SENT, unconfirmed, so that the ack or the ack deadline decides, never a second copy;
+  settled first by the settle rule (``Publisher.settle_unpublished``): its final file there →
+  SENT; else the rename right is taken from it, or its temp file removed, before it may become
+  FAILED (``INTERRUPTED``) and a new attempt is made; rename issued and no file left (the ERP may
+  have taken it) → SENT, unconfirmed, so that the ack or the ack deadline decides, never a second
+  copy;
 - an error after the rename was issued is settled by the same rule; when the dropzone cannot be
   asked, the row stays PENDING for the next try;
 - every new attempt is a new row (attempt + 1, new export id and file name), made only once the
@@ -29,17 +30,23 @@ import logging
 import posixpath
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
+from orderflow_exports.application.publishing import (
+    CONNECTION_CODES,
+    ENDPOINT_DOWN_CODES,
+    ExportSettings,
+    Publisher,
+    utc_now,
+)
 from orderflow_exports.domain.connector_rules import LocalFolders, connector_problems
 from orderflow_exports.domain.document import build_header, write_document
 from orderflow_exports.domain.drafts import DraftOrder, ensure_exportable
 from orderflow_exports.domain.errors import (
     AlreadyInFlight,
-    ClaimLost,
     ConnectorNotConfigured,
     ExportError,
     NotAttempted,
@@ -49,58 +56,20 @@ from orderflow_exports.domain.ports import (
     ConnectorConfigs,
     DraftSource,
     DropzoneConnector,
-    DropzoneSession,
     ExportLedger,
     ExportStore,
+    Logger,
     RunLiveness,
 )
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
 from orderflow_exports.domain.status import ExportStatus
 
 OutcomeAction = Literal["sent", "already_sent", "recovered"]
-# How an unfinished publish was settled (see ExportService._settle_unpublished).
-SettleVerdict = Literal["landed", "unconfirmed", "failed", "moved_on"]
-_CONNECTION_CODES = (ExportError.CONNECTION, ExportError.TIMEOUT)
-_ENDPOINT_DOWN_CODES = (
-    ExportError.CONNECTION,
-    ExportError.TIMEOUT,
-    ExportError.HOST_KEY,
-    ExportError.AUTH,
-)
 PERMANENT = "permanent"
-
-
-class Logger(Protocol):
-    """The part of a logger the service uses (``logging.Logger`` and Dagster's ``context.log``)."""
-
-    def info(self, msg: str, *args: object) -> None: ...
-
-    def warning(self, msg: str, *args: object) -> None: ...
-
-
-def _login_key(config: ConnectorConfig) -> str:
-    """A server and the credentials used on it: what one failed login says nothing beyond."""
-    return "|".join(
-        str(part)
-        for part in (config.endpoint, config.host_key, config.private_key_ref, config.password_ref)
-    )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_export_id() -> str:
     return str(uuid.uuid4())
-
-
-@dataclass(frozen=True)
-class ExportSettings:
-    """Tunables of the export use case."""
-
-    spool_dir: Path
-    stale_temp_age: timedelta = timedelta(hours=1)
-    line_chunk_size: int = 1000
 
 
 @dataclass(frozen=True)
@@ -111,6 +80,9 @@ class ExportOutcome:
     action: OutcomeAction
     record: ExportRecord
     spool_file: Path | None
+    # Set by the archive step once it has handled the file (stored it, found it stored, or
+    # reported it gone): the key in the store; handing the outcome over again writes nothing.
+    archive_key: str | None = None
 
     @property
     def export_id(self) -> str:
@@ -122,7 +94,8 @@ class ExportService:
     """Exports drafts through the ports; one instance per run.
 
     Per run it caches each org's connector config (read once per org, not once per draft: a
-    batch of 1,000 drafts over 4 orgs makes 4 lookups) and the folders it has swept.
+    batch of 1,000 drafts over 4 orgs makes 4 lookups); its :class:`Publisher` publishes and
+    settles each row's file.
     """
 
     drafts: DraftSource
@@ -138,15 +111,20 @@ class ExportService:
     log: Logger = field(default_factory=lambda: logging.getLogger("orderflow_exports"))
     clock: Callable[[], datetime] = utc_now
     new_id: Callable[[], str] = new_export_id
-    _swept: set[tuple[str, str]] = field(default_factory=set)
     _configs: dict[str, ConnectorConfig | None] = field(default_factory=dict)
     _all_configs: list[ConnectorConfig] | None = None
     _config_problems: dict[str, list[str]] = field(default_factory=dict)
     _local: LocalFolders | None = None
-    # Logins (server and credentials) that failed in this run, with the org that met the
-    # failure: their other drafts fail fast, without a new row. Keyed by the credentials too, so
-    # that one org's wrong key never stops another org on the same server and user name.
-    _down: dict[str, tuple[str, ExportError]] = field(default_factory=dict)
+    publisher: Publisher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.publisher = Publisher(
+            ledger=self.ledger,
+            dropzones=self.dropzones,
+            settings=self.settings,
+            log=self.log,
+            clock=self.clock,
+        )
 
     def config_for(self, ref: DraftRef) -> ConnectorConfig:
         """The org's enabled connector, checked against the connector rules (once per run).
@@ -202,8 +180,10 @@ class ExportService:
         already failed permanently in one of them fails again without another attempt.
         """
         config = self.config_for(ref)
-        if _login_key(config) in self._down:
-            self._session_for(config)  # raises: no document, no row for a dropzone that is down
+        if self.publisher.login_failed(config):
+            self.publisher.session_for(
+                config
+            )  # raises: no document, no row for a dropzone that is down
         draft = self.load_exportable(ref)
         latest = self.ledger.latest(ref)
         if latest is not None and not force:
@@ -250,7 +230,7 @@ class ExportService:
             )
         # The owner may be dead, or only stalled and about to go on: the decision fences it off.
         session = self.dropzones.session_for(config)
-        settled, verdict = self._settle_unpublished(
+        settled, verdict = self.publisher.settle_unpublished(
             pending,
             session,
             config.export_path,
@@ -290,15 +270,15 @@ class ExportService:
         # costs no document and no row (one row per real attempt at publishing). A permanent
         # refusal (host key, auth) goes on to make its FAILED row, where people look for it.
         try:
-            self._session_for(config)
+            self.publisher.session_for(config)
         except NotAttempted:
             raise
         except ExportError as error:
             if error.transient:
-                if error.code in _CONNECTION_CODES:
+                if error.code in CONNECTION_CODES:
                     self.dropzones.discard(config)
-                if error.code in _ENDPOINT_DOWN_CODES and config.transport == "sftp":
-                    self._mark_down(config, error)
+                if error.code in ENDPOINT_DOWN_CODES and config.transport == "sftp":
+                    self.publisher.mark_down(config, error)
                 raise
         export_id = self.new_id()
         attempt = 1 if latest is None else latest.attempt + 1
@@ -351,263 +331,15 @@ class ExportService:
         except BaseException:
             spool.unlink(missing_ok=True)  # no row refers to it: nothing will ever archive it
             raise
-        sent = self._publish(record, config, spool)
+        sent = self.publisher.publish(record, config, spool)
         self.log.info(
             f"{ref}: export {export_id} (attempt {attempt}) sent as {record.dropzone_path} "
             f"({stats.byte_size} bytes, {stats.line_count} lines)"
         )
         return ExportOutcome(ref, "sent", sent, spool)
 
-    def _publish(self, record: ExportRecord, config: ConnectorConfig, spool: Path) -> ExportRecord:
-        """Publish the spool file and mark the row SENT; returns the row as it now is."""
-        renaming: list[datetime] = []
-
-        def before_rename() -> None:
-            at = self.clock()
-            if not self.ledger.mark_renaming(record.id, at=at):
-                # Another run reconciled the row while this one stalled: the adapter removes
-                # the temp file and renames nothing.
-                raise self._claim_lost(record, "its claim on the final rename was refused")
-            renaming.append(at.astimezone(UTC))
-
-        try:
-            session = self._session_for(config)
-            self._sweep_once(session, config)
-            session.publish(
-                config.export_path, record.filename, spool, record.byte_size, before_rename
-            )
-        except Exception as exc:
-            error = (
-                exc
-                if isinstance(exc, ExportError)
-                else ExportError(ExportError.IO, f"{type(exc).__name__}: {exc}", transient=True)
-            )
-            if isinstance(error, ClaimLost):
-                spool.unlink(missing_ok=True)  # the row is not ours: it will never be archived
-                raise
-            if error.code in _CONNECTION_CODES:
-                self.dropzones.discard(config)
-            if renaming:
-                # The rename was issued: the file may be in the dropzone whatever the error said.
-                settled = self._settle_after_rename(record, config, error)
-                if settled is not None:
-                    return settled
-            else:
-                if not self._fail(record, error):
-                    spool.unlink(missing_ok=True)
-                    why = f"its publish failed meanwhile ({error})"
-                    raise self._claim_lost(record, why) from exc
-                spool.unlink(missing_ok=True)  # a FAILED attempt is never archived
-                if error.code in _ENDPOINT_DOWN_CODES and config.transport == "sftp":
-                    self._mark_down(config, error)
-            if error is exc:
-                raise
-            raise error from exc
-        return self._record_sent(replace(record, rename_started_at=renaming[-1]))
-
-    def _settle_after_rename(
-        self, record: ExportRecord, config: ConnectorConfig, error: ExportError
-    ) -> ExportRecord | None:
-        """After a failure once the rename was issued: the same decision as the reconciler's.
-
-        Returns the SENT row when the file landed (or may have: the ERP may have taken it).
-        Returns None whenever the caller should raise ``error``: the temp file was still there
-        and is removed now (the row is FAILED with ``error``, a new attempt is safe), or the
-        dropzone cannot even be asked (the row stays PENDING with its spool file and the next
-        try reconciles it). Raises ClaimLost when another run settled the row first as FAILED.
-        """
-        try:
-            session = self._session_for(config)
-            settled, verdict = self._settle_unpublished(
-                record,
-                session,
-                config.export_path,
-                code=error.code,
-                message=f"{error.message} ({error.kind})",  # read by the permanent-failure rule
-            )
-        except ExportError as check_error:
-            self.log.warning(
-                f"{record.ref}: export {record.id} failed after its rename was issued ({error}) "
-                f"and the dropzone cannot be checked ({check_error}); the row stays PENDING and "
-                "the next try checks the dropzone before sending anything"
-            )
-            return None
-        if verdict == "landed":
-            self.log.warning(
-                f"{record.ref}: export {record.id} reported {error.code} after its rename, but "
-                "the file is in the dropzone: recorded as SENT"
-            )
-            return settled
-        if verdict == "unconfirmed":
-            self.log.warning(
-                f"{record.ref}: export {record.id} reported {error.code} after its rename and "
-                "neither its file nor its temp file is in the dropzone (the ERP may have taken "
-                "it): recorded as SENT, unconfirmed; the ERP's ack or the ack deadline settles "
-                "it, never a second copy"
-            )
-            return settled
-        if verdict == "moved_on" and settled.status is not ExportStatus.FAILED:
-            return settled  # another run (or an ack) already recorded it as delivered
-        self.spool_path(record.ref, record.id).unlink(missing_ok=True)
-        if verdict == "moved_on":
-            raise self._claim_lost(record, f"its rename failed meanwhile ({error})")
-        return None
-
-    def _record_sent(self, record: ExportRecord) -> ExportRecord:
-        at = self.clock()
-        if self.ledger.mark_sent(record.id, at=at):
-            # The compare-and-set changed exactly these columns of the row we hold: no need to
-            # read it back (one query less per export). Timestamps are stored as UTC.
-            utc = at.astimezone(UTC)
-            return replace(record, status=ExportStatus.SENT, sent_at=utc, updated_at=utc)
-        # Someone else moved the row on first (an ack may arrive before SENT): read what it is.
-        refreshed = self.ledger.get(record.id)
-        assert refreshed is not None
-        return refreshed
-
-    def _settle_unpublished(
-        self,
-        record: ExportRecord,
-        session: DropzoneSession,
-        folder: str,
-        *,
-        code: str,
-        message: str,
-    ) -> tuple[ExportRecord, SettleVerdict]:
-        """Decide a PENDING row whose publish did not finish, so that no second copy can arise.
-
-        Used by the reconciler (the owning run is dead, or stalled and able to go on any time)
-        and by the owner itself after an error once its rename was issued:
-
-        - the final file is there → SENT (``landed``);
-        - the rename right was never taken → take it here (``mark_renaming``): the owner's own
-          claim is refused from then on, so it can never rename → FAILED (``failed``);
-        - the rename was issued and its temp file is still there → remove it; once removed no
-          rename of it can succeed any more → FAILED (``failed``);
-        - the rename was issued and no temp file is left → the rename happened (or the temp was
-          taken by someone else): final file there → SENT (``landed``), else the ERP may have
-          taken it → SENT, unconfirmed (``unconfirmed``): its ack or its deadline settles it;
-        - a compare-and-set lost: someone else moved the row first (``moved_on``).
-
-        Raises ExportError when the dropzone cannot be asked; the row then stays PENDING.
-        """
-        for _ in range(3):  # a refused claim means the row changed; it changes at most twice
-            if session.exists(folder, record.filename):
-                return self._settle_as_sent(record, "landed")
-            current = self.ledger.get(record.id)
-            assert current is not None
-            if current.status is not ExportStatus.PENDING:
-                return current, "moved_on"
-            if current.rename_started_at is None:
-                if not self.ledger.mark_renaming(record.id, at=self.clock()):
-                    continue  # the owner took the right meanwhile: decide again
-                failed = self._settle_as_failed(current, code, message)
-                # Only tidiness from here: the row can no longer be renamed by anyone, and a
-                # temp file left behind is swept as stale later.
-                try:
-                    session.remove_temp(folder, record.filename)
-                except ExportError as exc:
-                    self.log.warning(f"{record.ref}: temp file of {record.id} left: {exc}")
-                return failed
-            if session.remove_temp(folder, record.filename):
-                return self._settle_as_failed(current, code, message)
-            if session.exists(folder, record.filename):
-                return self._settle_as_sent(record, "landed")
-            return self._settle_as_sent(record, "unconfirmed")
-        current = self.ledger.get(record.id)
-        assert current is not None
-        return current, "moved_on"
-
-    def _settle_as_sent(
-        self, record: ExportRecord, verdict: SettleVerdict
-    ) -> tuple[ExportRecord, SettleVerdict]:
-        moved = not self.ledger.mark_sent(record.id, at=self.clock())
-        refreshed = self.ledger.get(record.id)
-        assert refreshed is not None
-        return refreshed, "moved_on" if moved else verdict
-
-    def _settle_as_failed(
-        self, record: ExportRecord, code: str, message: str
-    ) -> tuple[ExportRecord, SettleVerdict]:
-        moved = not self.ledger.mark_failed(
-            record.id, expected=ExportStatus.PENDING, code=code, message=message, at=self.clock()
-        )
-        refreshed = self.ledger.get(record.id)
-        assert refreshed is not None
-        return refreshed, "moved_on" if moved else "failed"
-
-    def _claim_lost(self, record: ExportRecord, why: str) -> ClaimLost:
-        """The error of a run whose row another run (or an ack) settled while it was away."""
-        current = self.ledger.get(record.id)
-        state = "gone" if current is None else f"now {current.status}"
-        if current is not None and current.error_code:
-            state += f" ({current.error_code}: {current.error_message})"
-        return ClaimLost(
-            f"{record.ref}: this run lost its claim: export {record.id} (attempt "
-            f"{record.attempt}) is {state}; {why}; this run renames nothing more and leaves "
-            "the row as it is"
-        )
-
-    def _session_for(self, config: ConnectorConfig) -> DropzoneSession:
-        down = self._down.get(_login_key(config))
-        if down is not None:
-            failed_org, error = down
-            # Orgs may share a login; what the failure said (paths, key references) is shown to
-            # the org that met it only.
-            detail = f": {error.message}" if failed_org == config.org_id else ""
-            raise NotAttempted(
-                error.code,
-                f"not attempted: the login to {config.endpoint} already failed in this run "
-                f"with {error.code} ({error.kind}){detail}",
-                transient=error.transient,
-            )
-        return self.dropzones.session_for(config)
-
-    def _mark_down(self, config: ConnectorConfig, error: ExportError) -> None:
-        self._down.setdefault(_login_key(config), (config.org_id, error))
-
-    def _fail(self, record: ExportRecord, error: ExportError) -> bool:
-        return self.ledger.mark_failed(
-            record.id,
-            expected=ExportStatus.PENDING,
-            code=error.code,
-            message=f"{error.message} ({error.kind})",  # read back by the permanent-failure rule
-            at=self.clock(),
-        )
-
-    def _sweep_once(self, session: DropzoneSession, config: ConnectorConfig) -> None:
-        key = (config.endpoint, config.export_path)
-        if key in self._swept:
-            return
-        self._swept.add(key)
-        removed = session.sweep_stale_temps(
-            config.export_path, self.settings.stale_temp_age, keep=self._holds_a_claimed_rename
-        )
-        for name in removed:
-            self.log.warning(
-                f"removed stale temp file {name} from {config.export_path} "
-                f"(older than {self.settings.stale_temp_age})"
-            )
-
-    def _holds_a_claimed_rename(self, final_name: str) -> bool:
-        """Whether a stale temp file stands for a PENDING row whose rename right was taken.
-
-        Its presence is what settles that row (temp there → FAILED, retried; gone → SENT,
-        unconfirmed), so the sweep must leave it to the settle rule.
-        """
-        stem, _, export_id = final_name.removesuffix(".json").rpartition("_")
-        if not stem or not export_id:
-            return False
-        record = self.ledger.get(export_id)
-        return (
-            record is not None
-            and record.filename == final_name
-            and record.status is ExportStatus.PENDING
-            and record.rename_started_at is not None
-        )
-
     def spool_path(self, ref: DraftRef, export_id: str) -> Path:
-        return self.settings.spool_dir / ref.org_id / ref.draft_order_id / f"{export_id}.json"
+        return self.publisher.spool_path(ref, export_id)
 
     def _spool_if_present(self, record: ExportRecord) -> Path | None:
         path = self.spool_path(record.ref, record.id)

@@ -1,10 +1,11 @@
 """Which drafts ``approved_drafts_sensor`` requests in a tick, and what a run reports back.
 
-Pure over the ports (``DraftSource.find_export_candidates``, ``ExportRequests``); the rule for a
-single draft lives in :mod:`orderflow_exports.domain.export_requests`. A tick reads at most
-``max_scanned`` candidates in pages and requests at most ``limit`` drafts, grouped by dropzone
-host (one run per host). A draft row that cannot be decoded is skipped with its name and the
-reason; the tick goes on with the others.
+Pure over the ports (``DraftSource.find_export_candidates``, ``ExportRequests``,
+``KnownPartitions``); the rule for a single draft lives in
+:mod:`orderflow_exports.domain.export_requests`. A tick reads at most ``max_scanned`` candidates
+in pages and requests at most ``limit`` drafts, grouped by dropzone host: one run per host, cut
+into contiguous ranges of partitions (:func:`plan_runs`). A draft row that cannot be decoded is
+skipped with its name and the reason; the tick goes on with the others.
 
 Outcomes (:func:`outcome_of_error`): a refused draft → REFUSED; an org without an enabled
 connector → NOT_CONFIGURED; a login that already failed in the run → NOT_ATTEMPTED (PERMANENT
@@ -16,11 +17,10 @@ this one stalled (``ClaimLost``) → nothing recorded (that other run reports).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from orderflow_exports.application.export_service import Logger
 from orderflow_exports.domain.drafts import refusal_reason
 from orderflow_exports.domain.errors import (
     AlreadyInFlight,
@@ -42,7 +42,7 @@ from orderflow_exports.domain.export_requests import (
     request_reason,
 )
 from orderflow_exports.domain.naming import DraftRef
-from orderflow_exports.domain.ports import DraftSource, ExportRequests
+from orderflow_exports.domain.ports import DraftSource, ExportRequests, KnownPartitions, Logger
 from orderflow_exports.domain.records import ConnectorConfig
 
 LOCAL_HOST = "local"
@@ -290,6 +290,58 @@ def plan_requests(
     return plan
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run to ask for: partitions of one host that a single range can cover."""
+
+    keys: list[str]  # in partition order: the range runs from the first to the last
+    host: str
+    # Empty when every key is requested for the first time; otherwise the tick's time, so that
+    # a draft requested again gets a run key of its own.
+    run_key_suffix: str
+
+
+def contiguous(keys: list[str], adjacent: Callable[[str, str], bool]) -> list[list[str]]:
+    """``keys`` (sorted by partition position) cut where another partition lies between two."""
+    segments: list[list[str]] = []
+    for key in keys:
+        if segments and adjacent(segments[-1][-1], key):
+            segments[-1].append(key)
+        else:
+            segments.append([key])
+    return segments
+
+
+def plan_runs(
+    plan: RequestPlan, known: KnownPartitions, now: datetime
+) -> tuple[list[PlannedRun], list[str]]:
+    """One run per host for new partitions; one per contiguous stretch of known ones.
+
+    A run covers a range of partitions, so a range may only hold partitions that are requested:
+    partitions added in one request are contiguous; known ones are cut where another partition
+    lies between them. A draft requested again needs a run key of its own (the daemon never
+    launches a run key twice), hence the tick's time in it. Returns the runs and the keys of the
+    partitions to add.
+    """
+    again_suffix = f"@{now.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
+    runs: list[PlannedRun] = []
+    new_keys: list[str] = []
+    for host, requests in plan.by_host().items():
+        fresh: list[PlannedRequest] = [r for r in requests if r.ref.partition_key not in known]
+        if fresh:
+            keys = [r.ref.partition_key for r in fresh]
+            first_time = all(r.reason is RequestReason.NEW for r in fresh)
+            runs.append(PlannedRun(keys, host, "" if first_time else again_suffix))
+            new_keys.extend(keys)
+        known_keys = sorted(
+            (r.ref.partition_key for r in requests if r.ref.partition_key in known),
+            key=known.position,
+        )
+        for segment in contiguous(known_keys, known.adjacent):
+            runs.append(PlannedRun(segment, host, again_suffix))
+    return runs, new_keys
+
+
 def outcome_of_error(exc: OrderflowError) -> RequestOutcome | None:
     """The request outcome of a failed try, None when another live run owns the draft."""
     if isinstance(exc, AlreadyInFlight | ClaimLost):
@@ -331,3 +383,24 @@ def report_outcomes(
                 f"{MAX_REDRIVES})"
             )
     return records
+
+
+def report_outcomes_or_log(
+    requests: ExportRequests,
+    outcomes: list[tuple[DraftRef, RequestOutcome, str]],
+    *,
+    at: datetime,
+    log: Logger,
+) -> None:
+    """:func:`report_outcomes`, with a failure to write them logged instead of raised.
+
+    Bookkeeping only: when it cannot be written, the export result stands and the sensor
+    re-drives the draft once its unreported request is old enough.
+    """
+    try:
+        report_outcomes(requests, outcomes, at=at, log=log)
+    except Exception as exc:  # the run's real work is done; only the bookkeeping is lost
+        log.error(
+            f"could not record the outcome of {len(outcomes)} draft(s) in erp_export_request: "
+            f"{type(exc).__name__}: {exc}"
+        )

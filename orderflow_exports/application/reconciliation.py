@@ -7,7 +7,7 @@ unless a fix is switched on, and then each fix goes through the existing compare
   own stale-temp sweep, which keeps every other file (a temp file of a PENDING row is never
   reported: it is the evidence the settle rule needs);
 - ``settle_orphaned_pending``: a PENDING row whose run is not active is settled by the export
-  service's settle rule (``ExportService._settle_unpublished``: file there → SENT; rename never
+  use case's settle rule (``Publisher.settle_unpublished``: file there → SENT; rename never
   issued → the right is taken, FAILED; temp still there → removed, FAILED; else SENT,
   unconfirmed), passed in as ``settle``.
 
@@ -39,6 +39,7 @@ from orderflow_exports.domain.ports import (
     DropzoneSession,
     ExportLedger,
     FolderEntry,
+    Logger,
     RunLiveness,
 )
 from orderflow_exports.domain.reconciliation import (
@@ -57,18 +58,8 @@ from orderflow_exports.domain.status import ExportStatus
 _log = logging.getLogger(__name__)
 
 
-class Logger(Protocol):
-    """The part of a logger used here (``logging.Logger`` and Dagster's ``context.log``)."""
-
-    def info(self, msg: str, *args: object) -> None: ...
-
-    def warning(self, msg: str, *args: object) -> None: ...
-
-    def error(self, msg: str, *args: object) -> None: ...
-
-
 class Settle(Protocol):
-    """The export service's settle rule for one PENDING row (see the module docstring)."""
+    """The export use case's settle rule for one PENDING row (see the module docstring)."""
 
     def __call__(
         self,

@@ -1,7 +1,6 @@
 """``approved_drafts`` and ``export_json``: the export path as partitioned assets."""
 
 import logging
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -9,13 +8,11 @@ import dagster as dg
 from pydantic import Field
 
 from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
-from orderflow_exports.application.archive import archive_outcome
-from orderflow_exports.application.export_service import (
-    ExportOutcome,
-    ExportService,
-    ExportSettings,
-)
-from orderflow_exports.application.planning import outcome_of_error, report_outcomes
+from orderflow_exports.application.export_batch import BatchResult, ExportBatch
+from orderflow_exports.application.export_service import ExportOutcome, ExportService
+from orderflow_exports.application.planning import report_outcomes_or_log
+from orderflow_exports.application.publishing import ExportSettings
+from orderflow_exports.defs.io_managers import reraise_store_error
 from orderflow_exports.defs.partitions import EXPORT_BACKFILL_POLICY, approved_drafts_partitions
 from orderflow_exports.defs.resources import (
     DatabaseResource,
@@ -69,13 +66,6 @@ def _fail_permanently(
     raise dg.Failure(description=description, metadata=metadata, allow_retries=False)
 
 
-_ACTION_SUMMARY = {
-    "sent": "{} sent",
-    "already_sent": "{} already SENT or ACKED earlier (not sending it again)",
-    "recovered": "{} recovered (an interrupted attempt had landed)",
-}
-
-
 class _BatchLog:
     """The run's logger with per-draft info lines diverted: see ``BATCH_INFO_LOGGER``."""
 
@@ -112,20 +102,10 @@ def _report(
     database: DatabaseResource,
     outcomes: list[tuple[DraftRef, RequestOutcome, str]],
 ) -> None:
-    """Record in erp_export_request how each draft's try ended (what the sensor re-drives by).
-
-    Bookkeeping only: when it cannot be written, the export result stands and the sensor
-    re-drives the draft once its unreported request is old enough.
-    """
-    try:
-        report_outcomes(
-            SqlExportRequests(database.engine), outcomes, at=datetime.now(UTC), log=context.log
-        )
-    except Exception as exc:  # the run's real work is done; only the bookkeeping is lost
-        context.log.error(
-            f"could not record the outcome of {len(outcomes)} draft(s) in erp_export_request: "
-            f"{type(exc).__name__}: {exc}"
-        )
+    """Record in erp_export_request how each draft's try ended (what the sensor re-drives by)."""
+    report_outcomes_or_log(
+        SqlExportRequests(database.engine), outcomes, at=datetime.now(UTC), log=context.log
+    )
 
 
 def _partition_refs(context: dg.AssetExecutionContext) -> dict[str, DraftRef]:
@@ -279,7 +259,7 @@ def _draft_observations(
     retry_policy=EXPORT_RETRY_POLICY,
     group_name="orderflow",
     description="The draft as an orderflow_export_json_v1 file in its org's dropzone, with an "
-    "erp_export row per attempt; the file is archived by the export-store IO manager.",
+    "erp_export row per attempt; the file is archived in the export store.",
 )
 def export_json(
     context: dg.AssetExecutionContext,
@@ -302,70 +282,52 @@ def export_json(
         local_folders=local_folder_resolver(export_store, dropzone),
         log=context.log if len(context.partition_keys) == 1 else _BatchLog(context.log),
     )
-    outcomes: dict[str, ExportOutcome] = {}
-    failures: dict[str, OrderflowError] = {}
     refs = _partition_refs(context)
     run = context.dagster_run
     # Only the daemon's automatic retries count as tries of this run: an operator re-executing
     # after a fix (no retry tag) gets a fresh attempt.
     automatic_retry = "dagster/retry_number" in run.tags
     earlier_tries = [r for r in (run.parent_run_id, run.root_run_id) if r and automatic_retry]
-    for key, ref in refs.items():
-        try:
-            outcomes[key] = service.export(
-                ref,
-                force=config.force,
-                run_id=context.run_id,
-                related_run_ids=earlier_tries,
-            )
-        except OrderflowError as exc:
-            failures[key] = exc
-            context.log.error(f"{key}: export failed: {exc}")
-    reported: list[tuple[DraftRef, RequestOutcome, str]] = [
-        (refs[key], RequestOutcome.SENT, str(o.action)) for key, o in outcomes.items()
-    ]
-    for key, failure in failures.items():
-        request_outcome = outcome_of_error(failure)
-        if request_outcome is not None:
-            reported.append((refs[key], request_outcome, str(failure)))
-    _report(context, database, reported)
-    if failures:
-        for event in _draft_observations(outcomes, failures):
+    batch = ExportBatch(
+        service=service,
+        store=store,
+        requests=SqlExportRequests(database.engine),
+        log=service.log,
+        report_log=context.log,
+    )
+    result = batch.export_batch(
+        refs, force=config.force, run_id=context.run_id, related_run_ids=earlier_tries
+    )
+    _to_dagster(context, result)
+    return result.outcomes
+
+
+def _to_dagster(context: dg.AssetExecutionContext, result: BatchResult) -> None:
+    """The batch's result as Dagster sees it: events and metadata, or the step's failure."""
+    outcomes = result.outcomes
+    if result.failures:
+        # The failing step materializes nothing: each draft's outcome is an observation.
+        for event in _draft_observations(outcomes, result.failures):
             context.log_event(event)
-        # What did go out is archived now: the failing step never reaches the IO manager.
-        for key, outcome in outcomes.items():
-            archive_outcome(store, refs[key], outcome, context.log)
-        _raise_for(context, failures, len(outcomes))
+    if result.archive_failure is not None:
+        key, error = result.archive_failure
+        reraise_store_error(key, "archiving failed", error)
+    if result.failures:
+        if result.transient:
+            raise TransientExportFailure(result.failure_message())
+        _fail_permanently(context, result.failure_message())
     if len(outcomes) == 1:
         context.add_output_metadata(_outcome_metadata(next(iter(outcomes.values()))))
-    else:
-        # Counts are copied onto every partition of the run, so they stay constant in size; each
-        # draft's own detail is scoped to its own partition's materialization.
-        actions = Counter(o.action for o in outcomes.values())
-        context.add_output_metadata(
-            {
-                "export_count": len(outcomes),
-                **{f"{action}_count": count for action, count in sorted(actions.items())},
-            }
-        )
-        for key, outcome in outcomes.items():
-            context.add_asset_metadata(_outcome_metadata(outcome), partition_key=key)
-        context.log.info(
-            f"{len(outcomes)} drafts: "
-            + ", ".join(_ACTION_SUMMARY[action].format(count) for action, count in actions.items())
-        )
-    return outcomes
-
-
-def _raise_for(
-    context: dg.AssetExecutionContext, failures: dict[str, OrderflowError], succeeded: int
-) -> None:
-    lines = []
-    for key, exc in failures.items():
-        kind = exc.kind if isinstance(exc, ExportError) else "permanent"
-        code = exc.code if isinstance(exc, ExportError) else type(exc).__name__
-        lines.append(f"{key}: {code} ({kind}): {exc}")
-    message = f"{len(failures)} export(s) failed, {succeeded} succeeded:\n" + "\n".join(lines)
-    if any(isinstance(exc, ExportError) and exc.transient for exc in failures.values()):
-        raise TransientExportFailure(message)
-    _fail_permanently(context, message)
+        return
+    # Counts are copied onto every partition of the run, so they stay constant in size; each
+    # draft's own detail is scoped to its own partition's materialization.
+    actions = result.action_counts()
+    context.add_output_metadata(
+        {
+            "export_count": len(outcomes),
+            **{f"{action}_count": count for action, count in sorted(actions.items())},
+        }
+    )
+    for key, outcome in outcomes.items():
+        context.add_asset_metadata(_outcome_metadata(outcome), partition_key=key)
+    context.log.info(result.summary())

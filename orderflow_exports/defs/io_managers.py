@@ -19,7 +19,7 @@ def _partition_ref(partition_key: str) -> DraftRef:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
-def _reraise(partition_key: str, action: str, exc: OrderflowError) -> NoReturn:
+def reraise_store_error(partition_key: str, action: str, exc: OrderflowError) -> NoReturn:
     """A transient store error stays retryable (RetryPolicy); anything else fails at once."""
     if isinstance(exc, ExportError) and exc.transient:
         raise exc
@@ -30,8 +30,10 @@ class ExportArchiveIOManager(dg.ConfigurableIOManager):
     """Stores each partition's exported file at ``{prefix}/{org}/{draft}/{export_id}.json``.
 
     The output of ``export_json`` maps partition keys to export outcomes; the file bytes come
-    from the outcome's staging file (never pickled). Loading returns the archived bytes of the
-    partition's latest successful export.
+    from the outcome's staging file (never pickled). ``export_json``'s batch has archived its
+    outcomes already (on the failure path too, where no output is handed over); persisting an
+    archived outcome writes nothing again. Loading returns the archived bytes of the partition's
+    latest successful export.
 
     Tenant isolation: the org of every key comes from the partition key, and every read or write
     goes through ``export_store.for_org(org)``. An outcome that is not about the partition's
@@ -55,11 +57,11 @@ class ExportArchiveIOManager(dg.ConfigurableIOManager):
         for partition_key, ref in refs.items():
             outcome = obj.get(partition_key)
             if outcome is None:
-                continue  # failed inside the batch; reported by the asset
+                continue  # not exported by this run: nothing to persist
             try:
                 archive_outcome(self.export_store.for_org(ref.org_id), ref, outcome, context.log)
             except OrderflowError as exc:
-                _reraise(partition_key, "archiving failed", exc)
+                reraise_store_error(partition_key, "archiving failed", exc)
 
     def load_input(self, context: dg.InputContext) -> Any:
         ledger = self.database.ledger()
@@ -75,7 +77,7 @@ class ExportArchiveIOManager(dg.ConfigurableIOManager):
             try:
                 loaded[partition_key] = store.get_bytes(store.key_for(ref, latest.id))
             except OrderflowError as exc:
-                _reraise(partition_key, "loading the archived export", exc)
+                reraise_store_error(partition_key, "loading the archived export", exc)
         if len(loaded) == 1:
             return next(iter(loaded.values()))
         return loaded

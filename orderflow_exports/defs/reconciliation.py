@@ -24,7 +24,7 @@ from pydantic import Field
 from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.adapters.sql.alerts import SqlAlertLog
 from orderflow_exports.application.alerting import deliver, reconciliation_alerts
-from orderflow_exports.application.export_service import ExportService, ExportSettings
+from orderflow_exports.application.publishing import ExportSettings, Publisher
 from orderflow_exports.application.reconciliation import (
     OrgReconciliation,
     Reconciler,
@@ -156,20 +156,16 @@ def run_reconciliation(
     liveness = DagsterRunLiveness(instance)
     settle = None
     if settings.settle_orphaned_pending:
-        service = ExportService(
-            drafts=database.drafts(),
-            configs=database.connector_configs(),
+        publisher = Publisher(
             ledger=ledger,
             dropzones=dropzone.sessions(),
-            store=export_store.store(),
             settings=ExportSettings(
                 spool_dir=export_store.spool_path(), stale_temp_age=dropzone.stale_temp_age
             ),
-            liveness=liveness,
             log=log,
         )
         # The one settle rule of a PENDING row, shared with the export run's own recovery.
-        settle = service._settle_unpublished
+        settle = publisher.settle_unpublished
     reconciler = Reconciler(
         ledger,
         liveness,

@@ -1,24 +1,23 @@
 """``approved_drafts_sensor``: approvals, re-approvals and due re-drives become (batched) runs.
 
 Which drafts a tick requests is :func:`orderflow_exports.application.planning.plan_requests`
-with the rule of :mod:`orderflow_exports.domain.export_requests`; each request is recorded in
-``erp_export_request`` before the run is asked for, and the run records how it ended.
+with the rule of :mod:`orderflow_exports.domain.export_requests`, and which runs cover them is
+:func:`~orderflow_exports.application.planning.plan_runs`; each request is recorded in
+``erp_export_request`` before the run is asked for, and the run records how it ended. This module
+maps the plan to Dagster's run requests and dynamic partition requests.
 """
 
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.storage.event_log.schema import DynamicPartitionsTable
-from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-from sqlalchemy import select
 
+from orderflow_exports.adapters.dagster_partitions import DagsterKnownPartitions
 from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
 from orderflow_exports.application.planning import (
-    PlannedRequest,
-    RequestPlan,
+    PlannedRun,
     ScanCursor,
     plan_requests,
+    plan_runs,
     tick_scan,
 )
 from orderflow_exports.defs.jobs import export_drafts_job
@@ -36,8 +35,10 @@ _MAX_SCANNED_PER_TICK = 50_000  # keeps a tick far inside the 60 s evaluation ti
 _LOGGED_SKIPS = 50
 
 
-def _run_request(keys: Sequence[str], host: str, suffix: str) -> dg.RunRequest:
-    tags = {DROPZONE_HOST_TAG: host}
+def _run_request(run: PlannedRun) -> dg.RunRequest:
+    """A planned run as Dagster's request: one partition, or a range of them."""
+    keys, suffix = run.keys, run.run_key_suffix
+    tags = {DROPZONE_HOST_TAG: run.host}
     if len(keys) == 1:
         return dg.RunRequest(run_key=f"export:{keys[0]}{suffix}", partition_key=keys[0], tags=tags)
     return dg.RunRequest(
@@ -48,98 +49,6 @@ def _run_request(keys: Sequence[str], host: str, suffix: str) -> dg.RunRequest:
             "dagster/asset_partition_range_end": keys[-1],
         },
     )
-
-
-def _contiguous(keys: list[str], adjacent: Callable[[str, str], bool]) -> list[list[str]]:
-    """``keys`` (sorted by partition position) cut where another partition lies between two."""
-    segments: list[list[str]] = []
-    for key in keys:
-        if segments and adjacent(segments[-1][-1], key):
-            segments[-1].append(key)
-        else:
-            segments.append([key])
-    return segments
-
-
-class _KnownPartitions:
-    """Which of a tick's keys are partitions already, and which of those are neighbours.
-
-    Asked about the tick's keys only, never by loading every partition key: with a year of
-    history that list holds hundreds of thousands of keys. On Dagster's SQL event storage
-    (SQLite, PostgreSQL) the partitions' storage ids give the order; on another storage the
-    whole list is read, as Dagster's public API offers nothing narrower.
-    """
-
-    def __init__(self, instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
-        self._storage = instance.event_log_storage
-        self._position: dict[str, int] = {}
-        if isinstance(self._storage, SqlEventLogStorage) and keys:
-            table = DynamicPartitionsTable
-            with self._storage.index_connection() as conn:
-                for start in range(0, len(keys), 500):
-                    query = select(table.c.partition, table.c.id).where(
-                        table.c.partitions_def_name == APPROVED_DRAFTS_PARTITIONS_NAME,
-                        table.c.partition.in_(keys[start : start + 500]),
-                    )
-                    self._position.update((str(k), int(i)) for k, i in conn.execute(query))
-            self._ordered: list[str] | None = None
-        else:
-            self._ordered = list(instance.get_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME))
-            self._position = {key: n for n, key in enumerate(self._ordered)}
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._position
-
-    def position(self, key: str) -> int:
-        return self._position[key]
-
-    def adjacent(self, first: str, second: str) -> bool:
-        """True when no other partition lies between ``first`` and ``second`` (in order)."""
-        low, high = self._position[first], self._position[second]
-        if self._ordered is not None:
-            return high == low + 1
-        table = DynamicPartitionsTable
-        query = (
-            select(table.c.id)
-            .where(
-                table.c.partitions_def_name == APPROVED_DRAFTS_PARTITIONS_NAME,
-                table.c.id > low,
-                table.c.id < high,
-            )
-            .limit(1)
-        )
-        assert isinstance(self._storage, SqlEventLogStorage)
-        with self._storage.index_connection() as conn:
-            return conn.execute(query).first() is None
-
-
-def _run_requests(
-    plan: RequestPlan, known: _KnownPartitions, now: datetime
-) -> tuple[list[dg.RunRequest], list[str]]:
-    """One run per host for new partitions; one per contiguous stretch of known ones.
-
-    A run covers a range of partitions, so a range may only hold partitions that are requested:
-    partitions added in one request are contiguous; known ones are cut where another partition
-    lies between them. A draft requested again needs a run key of its own (the daemon never
-    launches a run key twice), hence the tick's time in it.
-    """
-    again_suffix = f"@{now.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
-    runs: list[dg.RunRequest] = []
-    new_keys: list[str] = []
-    for host, requests in plan.by_host().items():
-        fresh: list[PlannedRequest] = [r for r in requests if r.ref.partition_key not in known]
-        if fresh:
-            keys = [r.ref.partition_key for r in fresh]
-            first_time = all(r.reason is RequestReason.NEW for r in fresh)
-            runs.append(_run_request(keys, host, "" if first_time else again_suffix))
-            new_keys.extend(keys)
-        known_keys = sorted(
-            (r.ref.partition_key for r in requests if r.ref.partition_key in known),
-            key=known.position,
-        )
-        for segment in _contiguous(known_keys, known.adjacent):
-            runs.append(_run_request(segment, host, again_suffix))
-    return runs, new_keys
 
 
 def evaluate_approved_drafts(
@@ -186,7 +95,11 @@ def evaluate_approved_drafts(
         return dg.SkipReason(f"no new approved drafts to export ({finish(plan.summary())}){detail}")
     # Read before the requests are recorded: a tick that fails after recording leaves its
     # drafts to the unreported-request re-drive, an hour later.
-    known = _KnownPartitions(context.instance, [p.ref.partition_key for p in plan.planned])
+    known = DagsterKnownPartitions(
+        context.instance,
+        APPROVED_DRAFTS_PARTITIONS_NAME,
+        [p.ref.partition_key for p in plan.planned],
+    )
     recorded = set(
         SqlExportRequests(database.engine).record_requests(
             [(p.ref, p.previous, p.reason, p.draft_updated_at) for p in plan.planned], at=now
@@ -230,11 +143,11 @@ def evaluate_approved_drafts(
         return dg.SkipReason(
             f"every planned request was taken over by a concurrent update ({text})"
         )
-    runs, new_keys = _run_requests(plan, known, now)
+    runs, new_keys = plan_runs(plan, known, now)
     text = finish(f"{summary}; {len(runs)} run(s), {len(new_keys)} new partition(s)")
     context.log.info(text)
     return dg.SensorResult(
-        run_requests=runs,
+        run_requests=[_run_request(run) for run in runs],
         dynamic_partitions_requests=(
             [approved_drafts_partitions.build_add_request(new_keys)] if new_keys else []
         ),

@@ -24,6 +24,16 @@ from orderflow_exports.domain.status import ExportStatus
 EntryKind = Literal["file", "dir", "symlink", "fifo", "other"]
 
 
+class Logger(Protocol):
+    """What the use cases log through (``logging.Logger`` and Dagster's ``context.log``)."""
+
+    def info(self, msg: str, *args: object) -> None: ...
+
+    def warning(self, msg: str, *args: object) -> None: ...
+
+    def error(self, msg: str, *args: object) -> None: ...
+
+
 @dataclass(frozen=True)
 class FolderEntry:
     """One entry of a folder listing, as the entry itself is (never what a symlink points to)."""
@@ -261,6 +271,20 @@ class ExportStore(Protocol):
     def get_bytes(self, key: str) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
+
+
+class KnownPartitions(Protocol):
+    """Which of a tick's partition keys exist already, and their order among all partitions."""
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def position(self, key: str) -> int:
+        """Where ``key`` (a known partition) stands: keys added later stand further on."""
+        ...
+
+    def adjacent(self, first: str, second: str) -> bool:
+        """True when no other partition lies between ``first`` and ``second`` (in order)."""
+        ...
 
 
 class RunLiveness(Protocol):

@@ -24,7 +24,8 @@ from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.adapters.stores.local import LocalExportStore
-from orderflow_exports.application.export_service import ExportService, ExportSettings
+from orderflow_exports.application.export_service import ExportService
+from orderflow_exports.application.publishing import ExportSettings
 from orderflow_exports.application.reconciliation import (
     OrgReconciliation,
     Reconciler,
@@ -203,7 +204,7 @@ def reconciler(
         ledger,
         DagsterRunLiveness(instance),
         ReconcileSettings(**settings),  # type: ignore[arg-type]
-        settle=service._settle_unpublished,
+        settle=service.publisher.settle_unpublished,
     )
 
 

@@ -30,7 +30,8 @@ from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.adapters.stores.local import LocalExportStore
 from orderflow_exports.application.archive import archive_outcome
-from orderflow_exports.application.export_service import ExportService, ExportSettings
+from orderflow_exports.application.export_service import ExportService
+from orderflow_exports.application.publishing import ExportSettings
 from orderflow_exports.defs.resources import DatabaseResource
 from orderflow_exports.defs.sensors import approved_drafts_sensor
 from orderflow_exports.demo import SampleDraft, insert_drafts, local_connector

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from orderflow_exports.application.export_service import ExportService, ExportSettings
+from orderflow_exports.application.export_service import ExportService
+from orderflow_exports.application.publishing import ExportSettings
 from orderflow_exports.domain.naming import DraftRef, export_filename
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
 from orderflow_exports.domain.status import ExportStatus

@@ -34,7 +34,8 @@ from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.adapters.stores.local import LocalExportStore
-from orderflow_exports.application.export_service import ExportService, ExportSettings
+from orderflow_exports.application.export_service import ExportService
+from orderflow_exports.application.publishing import ExportSettings
 from orderflow_exports.demo import SampleDraft, insert_drafts, local_connector, prepare_database
 from orderflow_exports.domain.errors import (
     AlreadyInFlight,
