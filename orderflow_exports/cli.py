@@ -275,7 +275,7 @@ def connector_from_args(args: argparse.Namespace) -> ConnectorConfig:
     if own:
         raise UsageError(f"connector of {config.org_id} refused: {'; '.join(own)}")
     if config.transport == "sftp":
-        from orderflow_exports.adapters.sftp_dropzone import parse_host_keys
+        from orderflow_exports.adapters.sftp.host_keys import parse_host_keys
 
         try:
             pins = parse_host_keys(config.host_key)
@@ -585,7 +585,7 @@ def cmd_acks_errors(args: argparse.Namespace) -> int:
     # The same sessions the ack pass opens: pinned host keys, secrets from the org's scope.
     def sftp_settings() -> Any:
         # Imported only when an org uses SFTP: local-only setups never load paramiko.
-        from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+        from orderflow_exports.adapters.sftp.settings import SftpSettings
 
         return SftpSettings(secrets=scope)
 
@@ -917,7 +917,7 @@ def cmd_connectors_test(args: argparse.Namespace) -> int:
         raise EnvironmentProblem(str(exc)) from None
 
     def sftp_settings() -> Any:
-        from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+        from orderflow_exports.adapters.sftp.settings import SftpSettings
 
         return SftpSettings(secrets=scope)
 
