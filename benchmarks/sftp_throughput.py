@@ -40,7 +40,7 @@ import paramiko
 from _common import quiet
 
 if TYPE_CHECKING:
-    from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+    from orderflow_exports.adapters.sftp.settings import SftpSettings
     from orderflow_exports_tests.support.sshd import SshdServer
 
 TARGET_BIG = 1.10
@@ -150,7 +150,8 @@ class Bench:
     """The measured actions of both tools against one sshd."""
 
     def __init__(self, server: SshdServer, workdir: Path, dropzone: Path | None = None) -> None:
-        from orderflow_exports.adapters.sftp_dropzone import SftpSettings, open_sftp_session
+        from orderflow_exports.adapters.sftp.session import open_sftp_session
+        from orderflow_exports.adapters.sftp.settings import SftpSettings
 
         self._default_settings = SftpSettings()
         self._open = open_sftp_session

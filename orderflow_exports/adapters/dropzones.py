@@ -34,7 +34,8 @@ class DropzoneSessions:
         session = self._sessions.get(key)
         if session is None:
             # Imported here so that the local-only path never loads paramiko.
-            from orderflow_exports.adapters.sftp_dropzone import SftpSettings, open_sftp_session
+            from orderflow_exports.adapters.sftp.session import open_sftp_session
+            from orderflow_exports.adapters.sftp.settings import SftpSettings
 
             factory = self._sftp_settings_factory or SftpSettings
             settings = factory()

@@ -155,7 +155,7 @@ def cmd_acks_errors(args: argparse.Namespace) -> int:
     # The same sessions the ack pass opens: pinned host keys, secrets from the org's scope.
     def sftp_settings() -> Any:
         # Imported only when an org uses SFTP: local-only setups never load paramiko.
-        from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+        from orderflow_exports.adapters.sftp.settings import SftpSettings
 
         return SftpSettings(secrets=scope)
 

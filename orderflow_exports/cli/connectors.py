@@ -89,7 +89,7 @@ def connector_from_args(args: argparse.Namespace) -> ConnectorConfig:
     if own:
         raise UsageError(f"connector of {config.org_id} refused: {'; '.join(own)}")
     if config.transport == "sftp":
-        from orderflow_exports.adapters.sftp_dropzone import parse_host_keys
+        from orderflow_exports.adapters.sftp.host_keys import parse_host_keys
 
         try:
             pins = parse_host_keys(config.host_key)
@@ -236,7 +236,7 @@ def cmd_connectors_test(args: argparse.Namespace) -> int:
         raise EnvironmentProblem(str(exc)) from None
 
     def sftp_settings() -> Any:
-        from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+        from orderflow_exports.adapters.sftp.settings import SftpSettings
 
         return SftpSettings(secrets=scope)
 

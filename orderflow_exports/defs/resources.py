@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.adapters.local_folders import resolve_local_folders
 from orderflow_exports.adapters.secrets import SecretScope
+from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.engine import make_engine, require_current_schema
@@ -69,31 +70,36 @@ class DatabaseResource(dg.ConfigurableResource):
         return SqlConnectorConfigs(self.engine)
 
 
+# The SFTP defaults are declared once, in SftpSettings; the resource's fields start from them.
+_SFTP_DEFAULTS = SftpSettings()
+
+
 class DropzoneResource(dg.ConfigurableResource):
     """How dropzones are reached. Where each org's dropzone is lives in erp_connector_config."""
 
     connect_timeout_seconds: float = Field(
-        default=10.0,
+        default=_SFTP_DEFAULTS.connect_timeout,
         description="Time allowed for the TCP connect, the SSH banner and the key exchange.",
     )
     auth_timeout_seconds: float = Field(
-        default=15.0, description="Time allowed for SSH authentication."
+        default=_SFTP_DEFAULTS.auth_timeout, description="Time allowed for SSH authentication."
     )
     operation_timeout_seconds: float = Field(
-        default=30.0,
+        default=_SFTP_DEFAULTS.operation_timeout,
         description="Longest an SFTP operation may go without progress (not the whole "
         "transfer); a blackholed server fails after it with TIMEOUT.",
     )
     fsync: bool = Field(
-        default=True,
+        default=_SFTP_DEFAULTS.fsync,
         description="Ask the server to fsync each file before it is renamed "
         "(fsync@openssh.com, when advertised), so a published file survives a server crash.",
     )
     keepalive_seconds: int = Field(
-        default=15, description="SSH keepalive interval, so idle NAT paths stay open."
+        default=_SFTP_DEFAULTS.keepalive_interval,
+        description="SSH keepalive interval, so idle NAT paths stay open.",
     )
     preferred_ciphers: list[str] = Field(
-        default=["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr"],
+        default=list(_SFTP_DEFAULTS.preferred_ciphers),
         description="SSH ciphers in order of preference (GCM is the fastest with OpenSSH).",
     )
     stale_temp_age_seconds: int = Field(
@@ -112,9 +118,7 @@ class DropzoneResource(dg.ConfigurableResource):
     def secret_scope(self) -> SecretScope:
         return SecretScope(resolve_secret_dirs(self.secret_dirs))
 
-    def sftp_settings(self) -> Any:
-        from orderflow_exports.adapters.sftp_dropzone import SftpSettings
-
+    def sftp_settings(self) -> SftpSettings:
         return SftpSettings(
             connect_timeout=self.connect_timeout_seconds,
             auth_timeout=self.auth_timeout_seconds,

@@ -34,7 +34,7 @@ def dropzone_sessions() -> DropzoneSessions:
 
     def sftp_settings() -> Any:
         # Imported only when an org uses SFTP: local-only setups never load paramiko.
-        from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+        from orderflow_exports.adapters.sftp.settings import SftpSettings
 
         return SftpSettings(secrets=scope)
 

@@ -25,7 +25,7 @@ import pytest
 
 from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.adapters.local_folders import resolve_local_folders
-from orderflow_exports.adapters.sftp_dropzone import SftpSettings
+from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.application.ack_processing import (

@@ -86,7 +86,8 @@ def zone(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Zone]:
         yield Zone(local, root, "local")
         local.close()
         return
-    from orderflow_exports.adapters.sftp_dropzone import SftpSettings, open_sftp_session
+    from orderflow_exports.adapters.sftp.session import open_sftp_session
+    from orderflow_exports.adapters.sftp.settings import SftpSettings
 
     sshd: SshdServer = request.getfixturevalue("sshd_server")
     root = sshd.root / tmp_path.name

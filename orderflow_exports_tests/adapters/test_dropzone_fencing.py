@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
-from orderflow_exports.adapters.sftp_dropzone import SftpSettings, open_sftp_session
+from orderflow_exports.adapters.sftp.session import open_sftp_session
+from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.domain.errors import ClaimLost, ExportError
 from orderflow_exports.domain.naming import temp_filename
 from orderflow_exports.domain.ports import DropzoneSession

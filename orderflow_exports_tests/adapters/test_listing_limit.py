@@ -18,12 +18,13 @@ import pytest
 from paramiko.message import Message
 from paramiko.sftp import CMD_NAME, CMD_READDIR
 
-from orderflow_exports.adapters import sftp_dropzone
 from orderflow_exports.adapters.local_dropzone import (
     DEFAULT_MAX_LISTING_ENTRIES,
     LocalDropzoneSession,
 )
-from orderflow_exports.adapters.sftp_dropzone import SftpSettings, open_sftp_session
+from orderflow_exports.adapters.sftp.protocol import SftpStream
+from orderflow_exports.adapters.sftp.session import open_sftp_session
+from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.status import ExportStatus
@@ -113,8 +114,8 @@ def test_a_reply_claiming_more_entries_than_the_limit_is_refused_and_the_session
     config = sshd_server.connector_config("probe", str(root), str(root / "acks"))
     readdirs: set[int] = set()
     forged: list[int] = []
-    real_send = sftp_dropzone._SftpStream.send
-    real_reply = sftp_dropzone._SftpStream.reply
+    real_send = SftpStream.send
+    real_reply = SftpStream.reply
 
     def send(self: Any, t: int, *args: Any) -> int:
         num: int = real_send(self, t, *args)
@@ -129,8 +130,8 @@ def test_a_reply_claiming_more_entries_than_the_limit_is_refused_and_the_session
             return CMD_NAME, _forged_names(DEFAULT_MAX_LISTING_ENTRIES + 5)
         return answer
 
-    monkeypatch.setattr(sftp_dropzone._SftpStream, "send", send)
-    monkeypatch.setattr(sftp_dropzone._SftpStream, "reply", reply)
+    monkeypatch.setattr(SftpStream, "send", send)
+    monkeypatch.setattr(SftpStream, "reply", reply)
     session = open_sftp_session(config, SftpSettings(keepalive_interval=0))
     try:
         with pytest.raises(ExportError) as refused:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from orderflow_exports.adapters.secrets import SecretScope, SecretUnavailable
-from orderflow_exports.adapters.sftp_dropzone import SftpSettings, open_sftp_session
+from orderflow_exports.adapters.sftp.session import open_sftp_session
+from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports_tests.adapters.test_sftp_dropzone import TcpProxy
 from orderflow_exports_tests.support.sshd import SshdServer

@@ -23,13 +23,10 @@ from typing import Any
 import pytest
 from paramiko.sftp import CMD_EXTENDED
 
-from orderflow_exports.adapters.sftp_dropzone import (
-    SftpDropzoneSession,
-    SftpSettings,
-    _SftpStream,
-    open_sftp_session,
-    parse_host_keys,
-)
+from orderflow_exports.adapters.sftp.host_keys import parse_host_keys
+from orderflow_exports.adapters.sftp.protocol import SftpStream
+from orderflow_exports.adapters.sftp.session import SftpDropzoneSession, open_sftp_session
+from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import temp_filename
 from orderflow_exports.domain.records import ConnectorConfig
@@ -561,14 +558,14 @@ def test_short_file_on_the_server_is_never_published(
     """A server that silently keeps less than was sent (as paramiko's pipelined writes let a full
     disk do): the size check on the server's own stat stops the rename."""
     source = make_file(600_000)
-    real_send_write = _SftpStream.send_write
+    real_send_write = SftpStream.send_write
 
-    def lossy_send_write(self: _SftpStream, handle: bytes, offset: int, data: bytes) -> int:
+    def lossy_send_write(self: SftpStream, handle: bytes, offset: int, data: bytes) -> int:
         if offset + len(data) == 600_000:
             data = data[:-1]  # the last byte never reaches the disk
         return real_send_write(self, handle, offset, data)
 
-    monkeypatch.setattr(_SftpStream, "send_write", lossy_send_write)
+    monkeypatch.setattr(SftpStream, "send_write", lossy_send_write)
 
     with pytest.raises(ExportError) as caught:
         session.publish(str(dropzone), "acme_d1.json", source, 600_000)
@@ -584,14 +581,14 @@ def test_publish_asks_the_server_to_fsync(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     extended: list[str] = []
-    real_send = _SftpStream.send
+    real_send = SftpStream.send
 
-    def spying_send(self: _SftpStream, t: int, *args: Any) -> int:
+    def spying_send(self: SftpStream, t: int, *args: Any) -> int:
         if t == CMD_EXTENDED:
             extended.append(args[0])
         return real_send(self, t, *args)
 
-    monkeypatch.setattr(_SftpStream, "send", spying_send)
+    monkeypatch.setattr(SftpStream, "send", spying_send)
 
     session.publish(str(dropzone), "acme_d1.json", make_file(1000), 1000)
 
@@ -651,7 +648,7 @@ def test_stale_temp_sweep_removes_only_our_old_temp_files(
         (dropzone / name).write_bytes(b"x")
         os.utime(dropzone / name, (mtime, mtime))
 
-    with caplog.at_level(logging.INFO, logger="orderflow_exports.adapters.sftp_dropzone"):
+    with caplog.at_level(logging.INFO, logger="orderflow_exports.adapters.sftp"):
         removed = session.sweep_stale_temps(str(dropzone), timedelta(hours=1))
 
     assert removed == [temp_filename("acme_old.json")]

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from paramiko.sftp import CMD_RENAME
 
-from orderflow_exports.adapters import sftp_dropzone
+from orderflow_exports.adapters.sftp.connection import SftpConnection
+from orderflow_exports.adapters.sftp.session import SftpDropzoneSession
 from orderflow_exports.demo import SampleDraft
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
@@ -42,13 +43,13 @@ def outbox(orderflow_env: OrderflowEnv, sshd_server: SshdServer) -> Path:
 def uploads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Paths of every temp file uploaded (one entry per upload)."""
     seen: list[str] = []
-    real = sftp_dropzone.SftpDropzoneSession._write_temp
+    real = SftpDropzoneSession._write_temp
 
     def counting(self: Any, conn: Any, handle: bytes, path: str, *args: Any) -> Any:
         seen.append(path)
         return real(self, conn, handle, path, *args)
 
-    monkeypatch.setattr(sftp_dropzone.SftpDropzoneSession, "_write_temp", counting)
+    monkeypatch.setattr(SftpDropzoneSession, "_write_temp", counting)
     return seen
 
 
@@ -60,7 +61,7 @@ def _wait_for(path: Path) -> None:
 
 
 def _drop_after_the_server_renamed(taken: list[str]) -> Any:
-    real = sftp_dropzone._Connection.rename
+    real = SftpConnection.rename
 
     def rename(self: Any, source: str, target: str) -> None:
         if taken:  # only the first rename meets the fault
@@ -80,7 +81,7 @@ def _drop_after_the_server_renamed(taken: list[str]) -> Any:
 
 
 def _drop_before_the_rename(dropped: list[str]) -> Any:
-    real = sftp_dropzone._Connection.rename
+    real = SftpConnection.rename
 
     def rename(self: Any, source: str, target: str) -> None:
         if not dropped:
@@ -100,7 +101,7 @@ def test_lost_reply_after_the_erp_took_the_file_sends_no_second_copy(
     env = orderflow_env
     [key] = env.add_drafts(SampleDraft("acme", "D-1", lines=50))
     taken: list[str] = []
-    monkeypatch.setattr(sftp_dropzone._Connection, "rename", _drop_after_the_server_renamed(taken))
+    monkeypatch.setattr(SftpConnection, "rename", _drop_after_the_server_renamed(taken))
 
     result = env.run_export([key])
 
@@ -123,7 +124,7 @@ def test_lost_connection_before_the_rename_reached_the_server_fails_and_retries_
     env = orderflow_env
     [key] = env.add_drafts(SampleDraft("acme", "D-1", lines=50))
     dropped: list[str] = []
-    monkeypatch.setattr(sftp_dropzone._Connection, "rename", _drop_before_the_rename(dropped))
+    monkeypatch.setattr(SftpConnection, "rename", _drop_before_the_rename(dropped))
 
     result = env.run_export([key])
 

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 from paramiko.sftp import SFTP_FAILURE, SFTP_PERMISSION_DENIED
 
-from orderflow_exports.adapters import local_dropzone, sftp_dropzone
+from orderflow_exports.adapters import local_dropzone
+from orderflow_exports.adapters.sftp.connection import SftpConnection
+from orderflow_exports.adapters.sftp.protocol import SftpStatusError
 from orderflow_exports.demo import SampleDraft
 from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
@@ -103,21 +105,21 @@ def test_an_sftp_rename_refused_after_the_claim_is_failed_and_sent_once(
     env = orderflow_env
     [key] = env.add_drafts(SampleDraft("acme", "D-1", lines=20))
     refused: list[str] = []
-    real_rename = sftp_dropzone._Connection.rename
-    real_posix_rename = sftp_dropzone._Connection.posix_rename
+    real_rename = SftpConnection.rename
+    real_posix_rename = SftpConnection.posix_rename
 
     def refuse_first(real: Any) -> Any:
         def rename(self: Any, source: str, target: str) -> None:
             if len(refused) < 2:
                 # The server's answer to both the plain and the posix rename of attempt 1.
                 refused.append(Path(target).name)
-                raise sftp_dropzone.SftpStatusError(status, "refused", target)
+                raise SftpStatusError(status, "refused", target)
             real(self, source, target)
 
         return rename
 
-    monkeypatch.setattr(sftp_dropzone._Connection, "rename", refuse_first(real_rename))
-    monkeypatch.setattr(sftp_dropzone._Connection, "posix_rename", refuse_first(real_posix_rename))
+    monkeypatch.setattr(SftpConnection, "rename", refuse_first(real_rename))
+    monkeypatch.setattr(SftpConnection, "posix_rename", refuse_first(real_posix_rename))
     code, retried_in_run = SFTP_REFUSALS[status]
 
     _run_until_sent(env, key, retried_in_run=retried_in_run)

@@ -54,7 +54,7 @@ def test_one_connection_for_a_run_over_many_partitions(
     sftp_outbox: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import orderflow_exports.adapters.sftp_dropzone as sftp
+    import orderflow_exports.adapters.sftp.session as sftp
 
     opened: list[str] = []
     original = sftp.open_sftp_session

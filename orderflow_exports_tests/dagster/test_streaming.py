@@ -222,11 +222,11 @@ def test_the_sensors_run_request_is_one_run_over_all_new_partitions(
 @pytest.fixture
 def connections(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Counts SSH handshakes (TCP connections) and SFTP sessions opened in this test."""
-    import orderflow_exports.adapters.sftp_dropzone as sftp_dropzone
+    import orderflow_exports.adapters.sftp.session as sftp_session
 
     counts = {"ssh_handshakes": 0, "sftp_sessions": 0}
     start_client = paramiko.Transport.start_client
-    open_session = sftp_dropzone.open_sftp_session
+    open_session = sftp_session.open_sftp_session
 
     def counting_start_client(self: paramiko.Transport, *args: Any, **kwargs: Any) -> Any:
         counts["ssh_handshakes"] += 1
@@ -237,7 +237,7 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         return open_session(*args, **kwargs)
 
     monkeypatch.setattr(paramiko.Transport, "start_client", counting_start_client)
-    monkeypatch.setattr(sftp_dropzone, "open_sftp_session", counting_open_session)
+    monkeypatch.setattr(sftp_session, "open_sftp_session", counting_open_session)
     return counts
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from orderflow_exports import defs
 from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
-from orderflow_exports.adapters.sftp_dropzone import SftpDropzoneSession
+from orderflow_exports.adapters.sftp.session import SftpDropzoneSession
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 
 STALL_AT_ENV = "ORDERFLOW_TEST_STALL_AT"
