@@ -28,7 +28,7 @@ class ResendConfig(dg.Config):
 
     org_id: str | None = Field(default=None, description="Only this org's drafts (unset: all).")
     error_codes: list[str] = Field(
-        default_factory=lambda: list(NEEDS_ACTION_CODES),
+        default_factory=lambda: [str(code) for code in NEEDS_ACTION_CODES],
         description="Re-send drafts whose latest attempt FAILED with one of these codes.",
     )
     limit: int = Field(default=100, description="At most this many drafts per launch.")

@@ -39,7 +39,7 @@ from pydantic import (
     ValidationError,
 )
 
-from orderflow_exports.domain.errors import OrderflowError
+from orderflow_exports.domain.errors import ErrorCode, OrderflowError
 from orderflow_exports.domain.naming import ID_PATTERN
 from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
@@ -47,8 +47,8 @@ from orderflow_exports.domain.status import ExportStatus
 ACK_STATUSES = ("ACKED", "FAILED")
 DEFAULT_MAX_ACK_BYTES = 1024 * 1024
 # error_code values this module writes (CONTRACT §2, §6).
-ERP_REJECTED = "ERP_REJECTED"
-ACK_TIMEOUT = "ACK_TIMEOUT"
+ERP_REJECTED = ErrorCode.ERP_REJECTED
+ACK_TIMEOUT = ErrorCode.ACK_TIMEOUT
 # error_message is free text, but a rejection of a 300k-line order may list every line: keep what a
 # person reads in the UI, the full file stays in processed/.
 MAX_ERROR_MESSAGE_CHARS = 4000

@@ -1,10 +1,67 @@
-"""Errors the domain and its ports speak in.
+"""Errors the domain and its ports speak in: one typed failure model.
 
-Every failure an export can meet is an :class:`ExportError` with a stable ``code`` (stored in
-``erp_export.error_code``) and a ``transient`` flag that decides whether Dagster retries it.
+Every failure an export can meet is an :class:`ExportError` with an :class:`ErrorCode` (stored
+in ``erp_export.error_code``) and a ``transient`` flag (stored in ``erp_export.error_transient``)
+that decides whether Dagster retries it and whether a later run may try the draft again.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Why an export attempt failed, as stored in ``erp_export.error_code``.
+
+    Most codes fix whether trying again later can help (:attr:`transient`); for ``ARCHIVE``
+    and ``IO`` the cause decides (a throttled S3 call passes, a missing bucket does not), so the
+    raiser must say (:attr:`cause_decides`).
+    """
+
+    CONNECTION = "CONNECTION"
+    TIMEOUT = "TIMEOUT"
+    AUTH = "AUTH"
+    HOST_KEY = "HOST_KEY"
+    PERMISSION = "PERMISSION"
+    DISK_FULL = "DISK_FULL"
+    NAME_EXISTS = "NAME_EXISTS"
+    SIZE_MISMATCH = "SIZE_MISMATCH"
+    CONFIG = "CONFIG"
+    VALIDATION = "VALIDATION"
+    ARCHIVE = "ARCHIVE"
+    IO = "IO"
+    INTERRUPTED = "INTERRUPTED"
+    # Set by the ledger and the ack pass, never raised by a transport:
+    SUPERSEDED = "SUPERSEDED"
+    ERP_REJECTED = "ERP_REJECTED"
+    ACK_TIMEOUT = "ACK_TIMEOUT"
+
+    @property
+    def cause_decides(self) -> bool:
+        return self in _CAUSE_DECIDES
+
+    @property
+    def transient(self) -> bool:
+        """Whether trying again later can succeed; for ``cause_decides`` codes, the usual case."""
+        return self in _TRANSIENT
+
+
+_TRANSIENT = frozenset({ErrorCode.CONNECTION, ErrorCode.TIMEOUT})
+_CAUSE_DECIDES = frozenset({ErrorCode.ARCHIVE, ErrorCode.IO})
+
+
+def stored_transience(code: str | None, transient: bool | None = None) -> bool | None:
+    """What ``erp_export.error_transient`` records for a failure: the raiser's word, else the
+    code's own when the code fixes it, else unknown (``None``)."""
+    if transient is not None:
+        return transient
+    try:
+        known = ErrorCode(code) if code is not None else None
+    except ValueError:
+        return None
+    if known is None or known.cause_decides:
+        return None
+    return known.transient
 
 
 class OrderflowError(Exception):
@@ -30,27 +87,36 @@ class AlreadyInFlight(OrderflowError):
 class ExportError(OrderflowError):
     """A classified failure of one export attempt.
 
-    ``code`` is one of the ``*`` constants below; ``transient`` tells whether trying again
-    later can succeed (a dropped connection) or not (a wrong host key).
+    ``code`` is an :class:`ErrorCode`; ``transient`` tells whether trying again later can
+    succeed (a dropped connection) or not (a wrong host key). It defaults to the code's own and
+    must be given for codes whose cause decides (``ARCHIVE``, ``IO``).
     """
 
-    CONNECTION = "CONNECTION"
-    TIMEOUT = "TIMEOUT"
-    AUTH = "AUTH"
-    HOST_KEY = "HOST_KEY"
-    PERMISSION = "PERMISSION"
-    DISK_FULL = "DISK_FULL"
-    NAME_EXISTS = "NAME_EXISTS"
-    SIZE_MISMATCH = "SIZE_MISMATCH"
-    CONFIG = "CONFIG"
-    VALIDATION = "VALIDATION"
-    ARCHIVE = "ARCHIVE"
-    IO = "IO"
-    INTERRUPTED = "INTERRUPTED"
+    # The codes, reachable as ``ExportError.AUTH`` where an error is raised.
+    CONNECTION = ErrorCode.CONNECTION
+    TIMEOUT = ErrorCode.TIMEOUT
+    AUTH = ErrorCode.AUTH
+    HOST_KEY = ErrorCode.HOST_KEY
+    PERMISSION = ErrorCode.PERMISSION
+    DISK_FULL = ErrorCode.DISK_FULL
+    NAME_EXISTS = ErrorCode.NAME_EXISTS
+    SIZE_MISMATCH = ErrorCode.SIZE_MISMATCH
+    CONFIG = ErrorCode.CONFIG
+    VALIDATION = ErrorCode.VALIDATION
+    ARCHIVE = ErrorCode.ARCHIVE
+    IO = ErrorCode.IO
+    INTERRUPTED = ErrorCode.INTERRUPTED
 
-    def __init__(self, code: str, message: str, *, transient: bool) -> None:
-        super().__init__(f"[{code}] {message}")
-        self.code = code
+    def __init__(
+        self, code: ErrorCode | str, message: str, *, transient: bool | None = None
+    ) -> None:
+        known = ErrorCode(code)
+        if transient is None:
+            if known.cause_decides:
+                raise TypeError(f"ExportError({known}): say whether this failure is transient")
+            transient = known.transient
+        super().__init__(f"[{known}] {message}")
+        self.code = known
         self.message = message
         self.transient = transient
 

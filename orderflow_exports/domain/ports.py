@@ -123,7 +123,11 @@ class ExportLedger(Protocol):
         code: str,
         message: str,
         at: datetime,
-    ) -> bool: ...
+        transient: bool | None = None,
+    ) -> bool:
+        """PENDING/SENT → FAILED by compare-and-set; ``transient`` defaults to the code's own
+        (see ``ErrorCode``) and is stored beside it."""
+        ...
 
     def mark_acked(
         self,

@@ -92,6 +92,8 @@ class ExportRecord:
     updated_at: datetime
     # Set just before the final rename: from then on a missing file may mean the ERP took it.
     rename_started_at: datetime | None = None
+    # For FAILED rows: whether trying again may succeed (None: not known, e.g. older rows).
+    error_transient: bool | None = None
 
     @property
     def ref(self) -> DraftRef:

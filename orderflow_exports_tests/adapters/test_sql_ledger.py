@@ -120,7 +120,53 @@ def test_forced_attempt_supersedes_a_sent_export_atomically(engine: Engine) -> N
     old = ledger.get(first.id)
     assert old is not None and old.status is ExportStatus.FAILED
     assert old.error_code == "SUPERSEDED" and forced.id in (old.error_message or "")
+    assert old.error_transient is False  # a superseded row is never tried again
     assert forced.forced and forced.status is ExportStatus.PENDING
+
+
+def test_superseding_goes_through_the_status_machine_and_the_compare_and_set(
+    engine: Engine,
+) -> None:
+    ledger = SqlExportLedger(engine)
+    first = ledger.create_pending(new_export(1))
+    assert ledger.mark_sent(first.id, at=NOW)
+    assert ledger.mark_acked(first.id, expected=ExportStatus.SENT, erp_order_number=None, at=NOW)
+    # The row is ACKED now, not SENT: superseding it changes nothing and inserts nothing.
+    with pytest.raises(AlreadyInFlight, match="changed while forcing"):
+        ledger.create_pending(new_export(2, forced=True), supersede=first.id)
+    assert [r.attempt for r in ledger.list(org_id=REF.org_id)] == [1]
+    stored = ledger.get(first.id)
+    assert stored is not None and stored.status is ExportStatus.ACKED
+
+
+@pytest.mark.parametrize(
+    ("code", "given", "stored"),
+    [
+        ("CONNECTION", None, True),  # the code decides
+        ("AUTH", None, False),
+        ("ERP_REJECTED", None, False),
+        ("ARCHIVE", True, True),  # the cause decides: the raiser's word is kept
+        ("ARCHIVE", False, False),
+        ("IO", None, None),  # not said and not fixed by the code: unknown
+        ("SOMETHING_NEW", None, None),
+    ],
+)
+def test_whether_a_failure_may_pass_is_stored_beside_its_code(
+    engine: Engine, code: str, given: bool | None, stored: bool | None
+) -> None:
+    ledger = SqlExportLedger(engine)
+    record = ledger.create_pending(new_export())
+    assert ledger.mark_failed(
+        record.id,
+        expected=ExportStatus.PENDING,
+        code=code,
+        message="x" * 5000,  # longer than the message column keeps
+        at=NOW,
+        transient=given,
+    )
+    row = ledger.get(record.id)
+    assert row is not None and row.error_code == code and row.error_transient is stored
+    assert len(row.error_message or "") == 4000
 
 
 def test_concurrent_inserts_for_one_draft_leave_exactly_one_active_row(engine: Engine) -> None:
@@ -251,3 +297,54 @@ def test_latest_failed_lists_only_failures_still_latest_per_draft(engine: Engine
     assert retried not in listed
     assert [r.id for r in ledger.latest_failed(codes, org_id="globex")] == [other_org]
     assert [r.id for r in ledger.latest_failed(codes, limit=1)] == [timed_out]
+
+
+def test_upgrading_to_0006_reads_transience_from_the_message_and_the_code(
+    database_url: str,
+) -> None:
+    """Rows written before the column existed: the suffix of their message, else their code."""
+    from sqlalchemy import text
+
+    engine = make_engine(database_url)
+    try:
+        upgrade_schema(engine, "0005")
+        rows = {
+            "t": ("IO", "[IO] read failed (transient)"),
+            "p": ("ARCHIVE", "[ARCHIVE] NoSuchBucket (permanent)"),
+            "c": ("CONNECTION", "[CONNECTION] refused"),
+            "r": ("ERP_REJECTED", "the ERP said no"),
+            "u": ("IO", "[IO] something, no suffix"),
+        }
+        with engine.begin() as conn:
+            for attempt, (key, (code, message)) in enumerate(rows.items(), start=1):
+                conn.execute(
+                    text(
+                        "INSERT INTO erp_export (id, org_id, draft_order_id, connector_type, "
+                        "attempt, status, filename, dropzone_path, storage_key, content_sha256, "
+                        "byte_size, line_count, forced, error_code, error_message, created_at, "
+                        "updated_at) VALUES (:id, 'acme', 'D-1', 'DROPZONE_JSON_V1', :attempt, "
+                        "'FAILED', 'f.json', '/dz/f.json', 'k', :sha, 1, 1, false, :code, "
+                        ":message, :at, :at)"
+                    ),
+                    {
+                        "id": key,
+                        "attempt": attempt,
+                        "sha": "0" * 64,
+                        "code": code,
+                        "message": message,
+                        "at": NOW,
+                    },
+                )
+        upgrade_schema(engine)
+        assert current_revision(engine) == head_revision() == "0006"
+        ledger = SqlExportLedger(engine)
+        found = {key: ledger.get(key) for key in rows}
+        assert {k: r.error_transient for k, r in found.items() if r is not None} == {
+            "t": True,
+            "p": False,
+            "c": True,
+            "r": False,
+            "u": None,
+        }
+    finally:
+        engine.dispose()

@@ -510,5 +510,5 @@ def test_alert_migration_goes_down_and_up(engine: Engine) -> None:
     assert "erp_alert" not in inspect(engine).get_table_names()
     assert current_revision(engine) == "0003"
     upgrade_schema(engine)
-    assert current_revision(engine) == "0005"  # the newest revision
+    assert current_revision(engine) == "0006"  # the newest revision
     assert "erp_alert" in inspect(engine).get_table_names()

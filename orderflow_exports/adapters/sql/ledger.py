@@ -12,12 +12,12 @@ from sqlalchemy.exc import IntegrityError
 
 from orderflow_exports.adapters.sql.tables import erp_export
 from orderflow_exports.domain.document import CONNECTOR_TYPE
-from orderflow_exports.domain.errors import AlreadyInFlight
+from orderflow_exports.domain.errors import AlreadyInFlight, ErrorCode, stored_transience
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.records import ExportRecord, NewExport
 from orderflow_exports.domain.status import ExportStatus, require_transition
 
-SUPERSEDED = "SUPERSEDED"
+SUPERSEDED = ErrorCode.SUPERSEDED
 
 
 def _statuses(expected: ExportStatus | tuple[ExportStatus, ...]) -> list[str]:
@@ -73,6 +73,7 @@ class SqlExportLedger:
             "erp_order_number": None,
             "error_code": None,
             "error_message": None,
+            "error_transient": None,
             "dagster_run_id": new.dagster_run_id,
             "created_at": new.created_at,
             "sent_at": None,
@@ -84,16 +85,15 @@ class SqlExportLedger:
             with self._engine.begin() as conn:
                 if supersede is not None:
                     superseded = conn.execute(
-                        update(erp_export)
-                        .where(
-                            erp_export.c.id == supersede,
-                            erp_export.c.status == str(ExportStatus.SENT),
-                        )
-                        .values(
-                            status=str(ExportStatus.FAILED),
-                            error_code=SUPERSEDED,
-                            error_message=f"superseded by forced export {new.id}",
-                            updated_at=new.created_at,
+                        self._transition(
+                            supersede,
+                            ExportStatus.SENT,
+                            self._failure(
+                                SUPERSEDED,
+                                f"superseded by forced export {new.id}",
+                                None,
+                                new.created_at,
+                            ),
                         )
                     ).rowcount
                     if superseded != 1:
@@ -113,22 +113,41 @@ class SqlExportLedger:
             ) from exc
         return ExportRecord(**{**values, "status": ExportStatus.PENDING})
 
+    @staticmethod
+    def _transition(
+        export_id: str,
+        expected: ExportStatus | tuple[ExportStatus, ...],
+        values: dict[str, Any],
+    ) -> Any:
+        """The one compare-and-set statement of every status change: allowed by the status
+        machine, and applied only while the row still has an expected status."""
+        if "status" in values:
+            for old in _statuses(expected):
+                require_transition(ExportStatus(old), ExportStatus(values["status"]))
+        return (
+            update(erp_export)
+            .where(erp_export.c.id == export_id, erp_export.c.status.in_(_statuses(expected)))
+            .values(**values)
+        )
+
+    @staticmethod
+    def _failure(code: str, message: str, transient: bool | None, at: datetime) -> dict[str, Any]:
+        return {
+            "status": str(ExportStatus.FAILED),
+            "error_code": str(code),
+            "error_message": message[:4000],
+            "error_transient": stored_transience(code, transient),
+            "updated_at": at,
+        }
+
     def _compare_and_set(
         self,
         export_id: str,
         expected: ExportStatus | tuple[ExportStatus, ...],
         values: dict[str, Any],
     ) -> bool:
-        if "status" in values:  # the domain's status machine decides which moves exist
-            for old in _statuses(expected):
-                require_transition(ExportStatus(old), ExportStatus(values["status"]))
-        statement = (
-            update(erp_export)
-            .where(erp_export.c.id == export_id, erp_export.c.status.in_(_statuses(expected)))
-            .values(**values)
-        )
         with self._engine.begin() as conn:
-            return conn.execute(statement).rowcount == 1
+            return conn.execute(self._transition(export_id, expected, values)).rowcount == 1
 
     def mark_renaming(self, export_id: str, *, at: datetime) -> bool:
         # One statement: the status and the empty rename_started_at are checked together, so of
@@ -160,16 +179,10 @@ class SqlExportLedger:
         code: str,
         message: str,
         at: datetime,
+        transient: bool | None = None,
     ) -> bool:
         return self._compare_and_set(
-            export_id,
-            expected,
-            {
-                "status": str(ExportStatus.FAILED),
-                "error_code": code,
-                "error_message": message[:4000],
-                "updated_at": at,
-            },
+            export_id, expected, self._failure(code, message, transient, at)
         )
 
     def mark_acked(

@@ -119,6 +119,8 @@ erp_export = Table(
     Column("erp_order_number", Text),
     Column("error_code", String(32)),
     Column("error_message", Text),
+    # Whether the failure may pass if tried again (NULL: not known, older rows).
+    Column("error_transient", Boolean),
     Column("dagster_run_id", String(64)),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("rename_started_at", UtcDateTime()),
