@@ -65,7 +65,6 @@ from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewE
 from orderflow_exports.domain.status import ExportStatus
 
 OutcomeAction = Literal["sent", "already_sent", "recovered"]
-PERMANENT = "permanent"
 
 
 def new_export_id() -> str:
@@ -210,7 +209,7 @@ class ExportService:
         if (
             latest.status is ExportStatus.FAILED
             and latest.dagster_run_id in this_run
-            and (latest.error_message or "").endswith(f"({PERMANENT})")
+            and latest.error_transient is False
         ):
             raise ExportError(
                 latest.error_code or ExportError.IO,
@@ -236,6 +235,7 @@ class ExportService:
             config.export_path,
             code=ExportError.INTERRUPTED,
             message=f"run {owner} ended before the file was published (transient)",
+            transient=True,
         )
         if verdict == "landed":
             self.log.warning(

@@ -147,7 +147,8 @@ class Publisher:
                 session,
                 config.export_path,
                 code=error.code,
-                message=f"{error.message} ({error.kind})",  # read by the permanent-failure rule
+                message=f"{error.message} ({error.kind})",
+                transient=error.transient,
             )
         except ExportError as check_error:
             self.log.warning(
@@ -197,6 +198,7 @@ class Publisher:
         *,
         code: str,
         message: str,
+        transient: bool | None = None,
     ) -> tuple[ExportRecord, SettleVerdict]:
         """Decide a PENDING row whose publish did not finish, so that no second copy can arise.
 
@@ -225,7 +227,7 @@ class Publisher:
             if current.rename_started_at is None:
                 if not self.ledger.mark_renaming(record.id, at=self.clock()):
                     continue  # the owner took the right meanwhile: decide again
-                failed = self._settle_as_failed(current, code, message)
+                failed = self._settle_as_failed(current, code, message, transient)
                 # Only tidiness from here: the row can no longer be renamed by anyone, and a
                 # temp file left behind is swept as stale later.
                 try:
@@ -234,7 +236,7 @@ class Publisher:
                     self.log.warning(f"{record.ref}: temp file of {record.id} left: {exc}")
                 return failed
             if session.remove_temp(folder, record.filename):
-                return self._settle_as_failed(current, code, message)
+                return self._settle_as_failed(current, code, message, transient)
             if session.exists(folder, record.filename):
                 return self._settle_as_sent(record, "landed")
             return self._settle_as_sent(record, "unconfirmed")
@@ -251,10 +253,15 @@ class Publisher:
         return refreshed, "moved_on" if moved else verdict
 
     def _settle_as_failed(
-        self, record: ExportRecord, code: str, message: str
+        self, record: ExportRecord, code: str, message: str, transient: bool | None
     ) -> tuple[ExportRecord, SettleVerdict]:
         moved = not self.ledger.mark_failed(
-            record.id, expected=ExportStatus.PENDING, code=code, message=message, at=self.clock()
+            record.id,
+            expected=ExportStatus.PENDING,
+            code=code,
+            message=message,
+            at=self.clock(),
+            transient=transient,
         )
         refreshed = self.ledger.get(record.id)
         assert refreshed is not None
@@ -295,8 +302,9 @@ class Publisher:
             record.id,
             expected=ExportStatus.PENDING,
             code=error.code,
-            message=f"{error.message} ({error.kind})",  # read back by the permanent-failure rule
+            message=f"{error.message} ({error.kind})",
             at=self.clock(),
+            transient=error.transient,
         )
 
     def _sweep_once(self, session: DropzoneSession, config: ConnectorConfig) -> None:

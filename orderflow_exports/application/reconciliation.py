@@ -69,6 +69,7 @@ class Settle(Protocol):
         *,
         code: str,
         message: str,
+        transient: bool | None = None,
     ) -> tuple[ExportRecord, str]: ...
 
 
@@ -287,6 +288,7 @@ class Reconciler:
                 code=ExportError.INTERRUPTED,
                 message=f"run {record.dagster_run_id} ended before the file was published; "
                 "settled by reconciliation (transient)",
+                transient=True,
             )
         except ExportError as exc:
             return replace(finding, fixed=f"not settled: {excerpt(str(exc), 300)}")

@@ -212,7 +212,7 @@ def _outcome_metadata(outcome: ExportOutcome) -> dict[str, Any]:
 
 
 def _failure_metadata(failure: OrderflowError) -> dict[str, Any]:
-    code = failure.code if isinstance(failure, ExportError) else type(failure).__name__
+    code = str(failure.code) if isinstance(failure, ExportError) else type(failure).__name__
     return {
         "status": str(ExportStatus.FAILED),
         "error_code": code,

@@ -13,9 +13,10 @@ from enum import StrEnum
 class ErrorCode(StrEnum):
     """Why an export attempt failed, as stored in ``erp_export.error_code``.
 
-    Most codes fix whether trying again later can help (:attr:`transient`); for ``ARCHIVE``
-    and ``IO`` the cause decides (a throttled S3 call passes, a missing bucket does not), so the
-    raiser must say (:attr:`cause_decides`).
+    Most codes fix whether trying again later can help (:attr:`transient`); for ``ARCHIVE``,
+    ``IO`` and ``INTERRUPTED`` the cause decides (a throttled S3 call passes, a missing bucket
+    does not; a run that died before its rename may be tried again, a run that lost its claim
+    must not rename), so the raiser must say (:attr:`cause_decides`).
     """
 
     CONNECTION = "CONNECTION"
@@ -47,7 +48,7 @@ class ErrorCode(StrEnum):
 
 
 _TRANSIENT = frozenset({ErrorCode.CONNECTION, ErrorCode.TIMEOUT})
-_CAUSE_DECIDES = frozenset({ErrorCode.ARCHIVE, ErrorCode.IO})
+_CAUSE_DECIDES = frozenset({ErrorCode.ARCHIVE, ErrorCode.IO, ErrorCode.INTERRUPTED})
 
 
 def stored_transience(code: str | None, transient: bool | None = None) -> bool | None:
@@ -89,7 +90,7 @@ class ExportError(OrderflowError):
 
     ``code`` is an :class:`ErrorCode`; ``transient`` tells whether trying again later can
     succeed (a dropped connection) or not (a wrong host key). It defaults to the code's own and
-    must be given for codes whose cause decides (``ARCHIVE``, ``IO``).
+    must be given for codes whose cause decides (``ARCHIVE``, ``IO``, ``INTERRUPTED``).
     """
 
     # The codes, reachable as ``ExportError.AUTH`` where an error is raised.

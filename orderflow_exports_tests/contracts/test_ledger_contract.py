@@ -190,6 +190,21 @@ def test_every_field_of_a_transition_is_written(ledger: ExportLedger) -> None:
     assert row.updated_at == NOW
 
 
+@pytest.mark.parametrize(
+    ("code", "given", "stored"),
+    [("TIMEOUT", None, True), ("HOST_KEY", None, False), ("IO", True, True), ("IO", None, None)],
+)
+def test_a_failure_stores_whether_it_may_pass(
+    ledger: ExportLedger, code: str, given: bool | None, stored: bool | None
+) -> None:
+    record = ledger.create_pending(new_export())
+    assert ledger.mark_failed(
+        record.id, expected=ExportStatus.PENDING, code=code, message="m", at=NOW, transient=given
+    )
+    row = ledger.get(record.id)
+    assert row is not None and row.error_code == code and row.error_transient is stored
+
+
 def test_a_move_the_status_machine_forbids_raises_and_changes_nothing(
     ledger: ExportLedger,
 ) -> None:
@@ -230,6 +245,7 @@ def test_a_forced_attempt_supersedes_the_sent_export(ledger: ExportLedger) -> No
     old = ledger.get(first.id)
     assert old is not None and old.status is ExportStatus.FAILED
     assert old.error_code == "SUPERSEDED" and forced.id in (old.error_message or "")
+    assert old.error_transient is False
     assert old.updated_at == NOW + timedelta(minutes=5)
     latest = ledger.latest(REF)
     assert latest is not None and latest.id == forced.id

@@ -9,12 +9,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from orderflow_exports.domain.document import CONNECTOR_TYPE
-from orderflow_exports.domain.errors import AlreadyInFlight
+from orderflow_exports.domain.errors import AlreadyInFlight, ErrorCode, stored_transience
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.records import ExportRecord, NewExport
 from orderflow_exports.domain.status import ExportStatus, require_transition
 
-SUPERSEDED = "SUPERSEDED"
+SUPERSEDED = ErrorCode.SUPERSEDED
 # The SQL ledger cuts error messages to what its column is meant to hold.
 _MESSAGE_LIMIT = 4000
 
@@ -104,11 +104,13 @@ class FakeLedger:
                     raise AlreadyInFlight(
                         f"export {supersede} of {new.ref} changed while forcing a new attempt"
                     )
+                require_transition(old.status, ExportStatus.FAILED)
                 superseded = replace(
                     old,
                     status=ExportStatus.FAILED,
-                    error_code=SUPERSEDED,
+                    error_code=str(SUPERSEDED),
                     error_message=f"superseded by forced export {new.id}",
+                    error_transient=False,
                     updated_at=created_at,
                 )
             others = [r for r in self._of(new.ref) if superseded is None or r.id != superseded.id]
@@ -176,13 +178,15 @@ class FakeLedger:
         code: str,
         message: str,
         at: datetime,
+        transient: bool | None = None,
     ) -> bool:
         return self._compare_and_set(
             export_id,
             expected,
             ExportStatus.FAILED,
-            error_code=code,
+            error_code=str(code),
             error_message=message[:_MESSAGE_LIMIT],
+            error_transient=stored_transience(code, transient),
             updated_at=_utc(at),
         )
 

@@ -17,7 +17,11 @@ def test_the_contract_codes_are_exactly_the_enum() -> None:
 
 def test_only_connection_and_timeout_pass_by_themselves() -> None:
     assert {c for c in ErrorCode if c.transient} == {ErrorCode.CONNECTION, ErrorCode.TIMEOUT}
-    assert {c for c in ErrorCode if c.cause_decides} == {ErrorCode.ARCHIVE, ErrorCode.IO}
+    assert {c for c in ErrorCode if c.cause_decides} == {
+        ErrorCode.ARCHIVE,
+        ErrorCode.IO,
+        ErrorCode.INTERRUPTED,
+    }
 
 
 def test_an_error_takes_its_transience_from_its_code_unless_told() -> None:
@@ -28,7 +32,7 @@ def test_an_error_takes_its_transience_from_its_code_unless_told() -> None:
     assert told.transient and told.kind == "transient" and str(told) == "[ARCHIVE] SlowDown"
 
 
-@pytest.mark.parametrize("code", [ErrorCode.ARCHIVE, ErrorCode.IO])
+@pytest.mark.parametrize("code", [ErrorCode.ARCHIVE, ErrorCode.IO, ErrorCode.INTERRUPTED])
 def test_a_code_whose_cause_decides_must_be_told(code: ErrorCode) -> None:
     with pytest.raises(TypeError, match=f"ExportError\\({code}\\): say whether"):
         ExportError(code, "something")

@@ -3,7 +3,7 @@
 Until now it was only the ``" (transient)"`` / ``" (permanent)"`` end of ``error_message``
 (which is cut at 4,000 characters). The upgrade copies it from there for the rows that have it,
 and from the code for codes that fix it (ERP_REJECTED, SUPERSEDED, AUTH, ...); it stays NULL
-where neither says (older ARCHIVE/IO failures without a suffix).
+where neither says (older ARCHIVE/IO/INTERRUPTED failures without a suffix).
 
 Revision ID: 0006
 Revises: 0005
@@ -28,7 +28,6 @@ PERMANENT_CODES = (
     "SIZE_MISMATCH",
     "CONFIG",
     "VALIDATION",
-    "INTERRUPTED",
     "SUPERSEDED",
     "ERP_REJECTED",
     "ACK_TIMEOUT",
