@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 import dagster as dg
 from pydantic import Field
 
+from orderflow_exports.adapters.dagster_instance import DagsterRunLiveness
 from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
 from orderflow_exports.application.archive import archive_outcome
 from orderflow_exports.application.export_service import (
@@ -23,7 +24,6 @@ from orderflow_exports.defs.resources import (
     ExportStoreResource,
     local_folder_resolver,
 )
-from orderflow_exports.defs.run_liveness import DagsterRunLiveness
 from orderflow_exports.domain.drafts import ensure_exportable
 from orderflow_exports.domain.errors import ExportError, OrderflowError
 from orderflow_exports.domain.export_requests import RequestOutcome
