@@ -46,6 +46,20 @@ def rotate(
     return [c for c in ordered if c.org_id not in slow] + [c for c in ordered if c.org_id in slow]
 
 
+def resume_after(summaries: Sequence[AckPassSummary]) -> str | None:
+    """The org the next pass starts after: the last one this pass reached.
+
+    None when every org was reached: the rotation only matters when the budget ran out.
+    """
+    reached = [s for s in summaries if not s.not_reached]
+    return reached[-1].org_id if reached and len(reached) < len(summaries) else None
+
+
+def timed_out_orgs(summaries: Sequence[AckPassSummary]) -> list[str]:
+    """The orgs whose pass timed out: the next pass serves them last (see :func:`rotate`)."""
+    return [s.org_id for s in summaries if s.timed_out]
+
+
 @dataclass(frozen=True)
 class _Shared:
     """One connector every org's pass uses (rather than one per org)."""
@@ -83,6 +97,8 @@ class AckProcessor:
         self._local_folders = local_folders
         self._pass_local: LocalFolders | None = None
 
+    # --- whole passes --------------------------------------------------------------------------
+
     def run_pass(
         self,
         configs: Sequence[ConnectorConfig],
@@ -101,8 +117,6 @@ class AckProcessor:
                 report = self._log.error if summary.failure or summary.stuck else self._log.info
                 report(summary.describe())
         return summaries
-
-    # --- whole passes --------------------------------------------------------------------------
 
     def process_all(
         self,

@@ -22,6 +22,7 @@ import dagster as dg
 
 from orderflow_exports.adapters.dagster_instance import once_per_partition
 from orderflow_exports.application.acks.memory import AckPassMemory, next_memory
+from orderflow_exports.application.acks.processor import resume_after, timed_out_orgs
 from orderflow_exports.application.acks.results import AckPassSummary
 from orderflow_exports.defs.acks.events import ack_events
 from orderflow_exports.defs.acks.resource import AckProcessingResource, run_ack_pass
@@ -91,13 +92,10 @@ def erp_ack_sensor(
         last=cursor.slow,
     )
     events = once_per_partition(context.instance, ack_events(summaries, cursor.memory))
-    reached = [s for s in summaries if not s.not_reached]
-    # Next tick starts after the last org this one reached (rotation only matters when the
-    # budget ran out; otherwise every org was visited anyway).
     next_cursor = AckCursor(
-        after=reached[-1].org_id if reached and len(reached) < len(summaries) else None,
+        after=resume_after(summaries),
         memory=next_memory(summaries, cursor.memory),
-        slow=[s.org_id for s in summaries if s.timed_out],
+        slow=timed_out_orgs(summaries),
     )
     context.update_cursor(next_cursor.dump(s.org_id for s in summaries))
     problems = [
