@@ -48,3 +48,23 @@ def test_next_memory_keeps_unreached_orgs_and_records_each_problem_once() -> Non
     assert memory.orgs["a"].problem == problem_digest(failed) is not None
     assert problem_digest(AckPassSummary("a")) is None
     assert previous.orgs["a"].skipped == ["k1"]  # the previous memory is not changed
+
+
+def test_the_ack_use_cases_import_no_dagster_or_infrastructure() -> None:
+    import ast
+    from pathlib import Path
+
+    import orderflow_exports.application.acks as acks
+
+    forbidden = {"dagster", "paramiko", "boto3", "botocore", "sqlalchemy", "psycopg", "psycopg2"}
+    files = sorted(Path(acks.__file__).parent.glob("*.py"))
+    assert len(files) >= 7, files
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert not roots & forbidden, (path.name, roots)
