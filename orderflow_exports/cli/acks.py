@@ -68,7 +68,7 @@ def _error_folder_listing(
     """The lines for one org's ``<ack_path>/error/``; raises _OrgUnavailable."""
     import posixpath
 
-    from orderflow_exports.application.ack_processing import ERROR, ERROR_NOTE_SUFFIX
+    from orderflow_exports.application.acks.folder import ERROR, ERROR_NOTE_SUFFIX
     from orderflow_exports.domain.acks import excerpt
     from orderflow_exports.domain.errors import ExportError
 

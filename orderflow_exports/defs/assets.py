@@ -7,6 +7,7 @@ from typing import Any, NoReturn
 import dagster as dg
 from pydantic import Field
 
+from orderflow_exports.adapters.dagster_instance import DagsterRunLiveness
 from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
 from orderflow_exports.application.export_batch import BatchResult, ExportBatch
 from orderflow_exports.application.export_service import ExportOutcome, ExportService
@@ -20,7 +21,6 @@ from orderflow_exports.defs.resources import (
     ExportStoreResource,
     local_folder_resolver,
 )
-from orderflow_exports.defs.run_liveness import DagsterRunLiveness
 from orderflow_exports.defs.settings import export_retry_delay
 from orderflow_exports.domain.drafts import ensure_exportable
 from orderflow_exports.domain.errors import ExportError, OrderflowError

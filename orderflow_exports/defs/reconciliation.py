@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from orderflow_exports.adapters.dagster_instance import DagsterRunLiveness
 from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.adapters.sql.alerts import SqlAlertLog
 from orderflow_exports.application.alerting import deliver, reconciliation_alerts
@@ -37,7 +38,6 @@ from orderflow_exports.defs.resources import (
     ExportStoreResource,
     local_folder_resolver,
 )
-from orderflow_exports.defs.run_liveness import DagsterRunLiveness
 from orderflow_exports.domain.reconciliation import Finding, ReconcileRules
 
 EXPORT_JSON = dg.AssetKey("export_json")

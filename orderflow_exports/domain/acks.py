@@ -3,7 +3,7 @@
 Pure domain: the parser turns the bytes of one ack file into an :class:`Ack` or raises
 :class:`AckRejected` with a reason a person can act on; :func:`decide` turns an ack, the export row
 it names and the org whose ``ack_path`` it was found in into one :data:`AckDecision`. Nothing here
-touches a database or a dropzone; ``application.ack_processing`` carries the decisions out.
+touches a database or a dropzone; ``application.acks`` carries the decisions out.
 
 Decisions taken here (and why):
 

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
 from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
-from orderflow_exports.application.ack_processing import AckProcessor, AckSettings
+from orderflow_exports.application.acks.processor import AckProcessor
+from orderflow_exports.application.acks.settings import AckSettings
 from orderflow_exports.demo import local_connector, prepare_database
 from orderflow_exports_tests.adapters.test_ack_folder_hostile import SECRET, tree
 from orderflow_exports_tests.adapters.test_ack_processing import OneSession, ack, make_export

@@ -28,11 +28,9 @@ from orderflow_exports.adapters.local_folders import resolve_local_folders
 from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
-from orderflow_exports.application.ack_processing import (
-    ERROR_NOTE_SUFFIX,
-    AckProcessor,
-    AckSettings,
-)
+from orderflow_exports.application.acks.folder import ERROR_NOTE_SUFFIX
+from orderflow_exports.application.acks.processor import AckProcessor
+from orderflow_exports.application.acks.settings import AckSettings
 from orderflow_exports.demo import local_connector, prepare_database
 from orderflow_exports.domain.connector_rules import LocalFolders
 from orderflow_exports.domain.errors import ExportError
@@ -389,7 +387,8 @@ import json, sys
 from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
-from orderflow_exports.application.ack_processing import AckProcessor, AckSettings
+from orderflow_exports.application.acks.processor import AckProcessor
+from orderflow_exports.application.acks.settings import AckSettings
 from orderflow_exports.domain.records import ConnectorConfig
 
 url, raw = sys.argv[1], json.loads(sys.argv[2])

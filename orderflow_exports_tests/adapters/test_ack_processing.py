@@ -19,12 +19,9 @@ from sqlalchemy import Engine
 
 from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
-from orderflow_exports.application.ack_processing import (
-    ERROR_NOTE_SUFFIX,
-    AckProcessor,
-    AckSettings,
-    is_ack_candidate,
-)
+from orderflow_exports.application.acks.folder import ERROR_NOTE_SUFFIX, is_ack_candidate
+from orderflow_exports.application.acks.processor import AckProcessor
+from orderflow_exports.application.acks.settings import AckSettings
 from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED, RejectAck
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import DraftRef, export_filename

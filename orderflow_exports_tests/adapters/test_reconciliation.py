@@ -19,6 +19,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import Engine
 
+from orderflow_exports.adapters.dagster_instance import DagsterRunLiveness
 from orderflow_exports.adapters.dropzones import DropzoneSessions
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.drafts import SqlDraftSource
@@ -31,7 +32,6 @@ from orderflow_exports.application.reconciliation import (
     Reconciler,
     ReconcileSettings,
 )
-from orderflow_exports.defs.run_liveness import DagsterRunLiveness
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import DraftRef, export_filename, temp_filename
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport

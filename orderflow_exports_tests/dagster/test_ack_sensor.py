@@ -24,19 +24,12 @@ import dagster as dg
 import pytest
 from sqlalchemy import update
 
+from orderflow_exports.adapters.dagster_instance import once_per_partition
 from orderflow_exports.adapters.sql.tables import erp_export
-from orderflow_exports.defs.acks import (
-    ERP_ACK_CHECK,
-    EXPORT_JSON,
-    AckCursor,
-    AckProcessingResource,
-    ack_asset_checks,
-    ack_jobs,
-    ack_resources,
-    ack_sensors,
-    erp_ack_sensor,
-    once_per_partition,
-)
+from orderflow_exports.defs.acks import ack_asset_checks, ack_jobs, ack_resources, ack_sensors
+from orderflow_exports.defs.acks.events import ERP_ACK_CHECK, EXPORT_JSON
+from orderflow_exports.defs.acks.resource import AckProcessingResource
+from orderflow_exports.defs.acks.sensor import AckCursor, erp_ack_sensor
 from orderflow_exports.defs.partitions import approved_drafts_partitions
 from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource
 from orderflow_exports.demo import SampleDraft
@@ -495,7 +488,7 @@ def test_malformed_ack_is_judged_on_the_tick_after_it_settled_and_shown(
 
 
 def test_rotation_serves_answering_orgs_before_the_ones_that_hung(tmp_path: Path) -> None:
-    from orderflow_exports.defs.acks import _rotate
+    from orderflow_exports.application.acks.processor import rotate
 
     configs = [
         ConnectorConfig(org, "local", str(tmp_path / org / "o"), str(tmp_path / org / "a"))
@@ -503,7 +496,7 @@ def test_rotation_serves_answering_orgs_before_the_ones_that_hung(tmp_path: Path
     ]
 
     def order(after: str | None, slow: list[str]) -> list[str]:
-        return [c.org_id for c in _rotate(configs, after, slow)]
+        return [c.org_id for c in rotate(configs, after, slow)]
 
     assert order(None, []) == ["a", "b", "c", "d"]
     assert order("b", []) == ["c", "d", "a", "b"]

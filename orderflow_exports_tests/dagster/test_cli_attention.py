@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from orderflow_exports.adapters.dropzones import DropzoneSessions
-from orderflow_exports.application.ack_processing import AckProcessor, AckSettings
+from orderflow_exports.application.acks.processor import AckProcessor
+from orderflow_exports.application.acks.settings import AckSettings
 from orderflow_exports.cli.export_views import FORCE_CONFIG, resend_command, retry_hint
 from orderflow_exports.demo import SampleDraft
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from orderflow_exports.application.ack_processing import (
+from orderflow_exports.application.acks.memory import (
     MAX_REMEMBERED_PER_ORG,
     AckPassMemory,
     OrgMemory,
