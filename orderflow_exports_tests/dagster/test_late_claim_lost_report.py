@@ -14,6 +14,7 @@ import signal
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pytest
 from sqlalchemy import update
 
 from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
@@ -36,6 +37,7 @@ from orderflow_exports_tests.dagster.test_stalled_run_fencing import (
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
 
 
+@pytest.mark.slow  # a real `dagster job execute`
 def test_a_late_claim_lost_report_neither_overwrites_sent_nor_leads_to_a_second_copy(
     orderflow_env: OrderflowEnv,
 ) -> None:
