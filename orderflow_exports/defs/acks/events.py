@@ -185,7 +185,7 @@ def _org_problem_events(summary: AckPassSummary, previous: str | None) -> list[A
         metadata = {
             "org_id": summary.org_id,
             "ack_outcome": "folder_error",
-            "error_code": summary.failure_code or "",
+            "error_code": str(summary.failure_code or ""),
             "error_message": summary.failure or "",
             "ack_deadline_applied": False,
         }
