@@ -165,3 +165,42 @@ def wait_for_outcome(
                 f"deployment: {deployment.run_url(run_id)}"
             )
         sleep(poll_seconds)
+
+
+@dataclass
+class ResendSelection:
+    """The drafts a bulk re-send takes: what to launch, and what was refused and why."""
+
+    plans: list[RetryPlan] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # partition key → reason
+
+
+def select_resends(
+    ledger: ExportLedger,
+    configs: ConnectorConfigs,
+    *,
+    error_codes: Sequence[str],
+    org_id: str | None,
+    limit: int,
+    requested_by: str,
+) -> ResendSelection:
+    """Drafts whose latest attempt FAILED with one of ``error_codes``, each planned as a retry.
+
+    One ledger query finds them (SENT, ACKED and PENDING drafts are never among them); a draft
+    that may not be re-sent as it is is refused with the reason instead of stopping the rest.
+    """
+    selection = ResendSelection()
+    for record in ledger.latest_failed(error_codes, org_id=org_id, limit=limit):
+        try:
+            selection.plans.append(
+                plan_retry(
+                    record.ref,
+                    ledger=ledger,
+                    configs=configs,
+                    force=False,
+                    requested_by=requested_by,
+                )
+            )
+        except RetryRefused as exc:
+            selection.refused[record.ref.partition_key] = str(exc)
+    return selection

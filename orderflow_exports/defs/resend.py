@@ -15,9 +15,8 @@ from pydantic import Field
 from orderflow_exports.adapters.dagster_deployment import GraphQLDeployment
 from orderflow_exports.application.retry import (
     NEEDS_ACTION_CODES,
-    RetryRefused,
     launch_retries,
-    plan_retry,
+    select_resends,
 )
 from orderflow_exports.defs.resources import DatabaseResource
 from orderflow_exports.operations.retry import DAGSTER_URL_ENV, DEFAULT_DAGSTER_URL, dagster_url
@@ -47,33 +46,21 @@ class ResendConfig(dg.Config):
 def resend_drafts_needing_action(
     context: dg.OpExecutionContext, config: ResendConfig, database: DatabaseResource
 ) -> list[str]:
-    ledger, configs = database.ledger(), database.connector_configs()
-    # One query: FAILED rows with these codes that are still their draft's latest attempt.
-    refs = [
-        record.ref
-        for record in ledger.latest_failed(
-            config.error_codes, org_id=config.org_id, limit=config.limit
-        )
-    ]
-    plans, refused = [], {}
-    for ref in refs:
-        try:
-            plans.append(
-                plan_retry(
-                    ref,
-                    ledger=ledger,
-                    configs=configs,
-                    force=False,
-                    requested_by="resend_drafts_needing_action_job",
-                )
-            )
-        except RetryRefused as exc:
-            refused[ref.partition_key] = str(exc)
-            context.log.warning(f"{ref}: not re-sent: {exc}")
-    for plan in plans:
+    selection = select_resends(
+        database.ledger(),
+        database.connector_configs(),
+        error_codes=config.error_codes,
+        org_id=config.org_id,
+        limit=config.limit,
+        requested_by="resend_drafts_needing_action_job",
+    )
+    refused = selection.refused
+    for key, reason in refused.items():
+        context.log.warning(f"{key}: not re-sent: {reason}")
+    for plan in selection.plans:
         if plan.warning:
             context.log.warning(plan.warning)
-    launches = launch_retries(plans, GraphQLDeployment(dagster_url(config.dagster_url)))
+    launches = launch_retries(selection.plans, GraphQLDeployment(dagster_url(config.dagster_url)))
     for launch in launches:
         context.log.info(f"{launch.plan.ref}: queued run {launch.run_id}")
     metadata: dict[str, Any] = {
@@ -84,7 +71,7 @@ def resend_drafts_needing_action(
     if refused:
         metadata["refusals"] = dg.MetadataValue.json(refused)
     context.add_output_metadata(metadata)
-    if not refs:
+    if not selection.plans and not refused:
         context.log.info("no draft needs action")
     return [launch.run_id for launch in launches]
 

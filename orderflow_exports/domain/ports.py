@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -148,6 +148,18 @@ class ExportLedger(Protocol):
 
     def sent_before(self, org_id: str, cutoff: datetime, limit: int) -> builtins.list[ExportRecord]:
         """SENT exports of ``org_id`` whose ``sent_at`` is older than ``cutoff``."""
+        ...
+
+    def latest_failed(
+        self,
+        error_codes: Iterable[str],
+        *,
+        org_id: str | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+    ) -> builtins.list[ExportRecord]:
+        """FAILED exports with one of ``error_codes`` that are still their draft's latest
+        attempt, oldest first unless ``newest_first``."""
         ...
 
 
