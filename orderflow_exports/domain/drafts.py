@@ -173,7 +173,7 @@ def _decimal(field_name: str, value: Any) -> Decimal:
     kind = type(value)
     if kind is Decimal:
         if value.is_finite():
-            return value  # type: ignore[no-any-return]
+            return value
     elif kind is str:
         if _is_decimal_text(value):
             try:
