@@ -68,3 +68,20 @@ class DagsterKnownPartitions:
         assert isinstance(self._storage, SqlEventLogStorage)
         with self._storage.index_connection() as conn:
             return conn.execute(query).first() is None
+
+
+class DagsterExportPartitions:
+    """The ``ExportPartitions`` port on a Dagster instance's dynamic partitions of one name."""
+
+    def __init__(self, instance: dg.DagsterInstance, partitions_def_name: str) -> None:
+        self._instance = instance
+        self._name = partitions_def_name
+
+    def existing(self, keys: Sequence[str]) -> set[str]:
+        return set(self._instance.get_existing_dynamic_partitions(self._name, list(keys)))
+
+    def add(self, keys: Sequence[str]) -> None:
+        self._instance.add_dynamic_partitions(self._name, list(keys))
+
+    def remove(self, key: str) -> None:
+        self._instance.delete_dynamic_partition(self._name, key)

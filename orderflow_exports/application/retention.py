@@ -9,7 +9,7 @@ A draft's partition may go once the draft is settled and has stayed so for ``max
 
 ``erp_export`` keeps every row; only Dagster's partition (and its materialization history)
 goes. A removed draft that needs work again gets its partition back through the paths that add
-partitions (the export sensor, :func:`orderflow_exports.defs.retention.restore_partitions`).
+partitions (the export sensor, :func:`restore`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from orderflow_exports.domain.naming import DraftRef
+from orderflow_exports.domain.ports import ExportLedger, ExportPartitions, Logger
 from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
 
@@ -60,3 +61,48 @@ def removable(
     if max_age <= timedelta(0):
         raise ValueError("max_age must be positive")
     return [d.ref for d in (decide(h, now, max_age) for h in histories if h) if d.remove]
+
+
+def remove_settled(
+    ledger: ExportLedger,
+    partitions: ExportPartitions,
+    now: datetime,
+    max_age: timedelta,
+    *,
+    page: int = 1000,
+    log: Logger | None = None,
+) -> list[str]:
+    """Remove the partitions the rule allows at ``now``, a page of drafts at a time; returns
+    the removed keys. Only drafts the ledger reports settled are ever looked at."""
+    removed: list[str] = []
+    after: tuple[str, str] | None = None
+    while True:
+        histories = ledger.settled_histories(now - max_age, limit=page, after=after)
+        if not histories:
+            break
+        last = histories[-1][0]
+        after = (last.org_id, last.draft_order_id)
+        keys = [ref.partition_key for ref in removable(histories, now, max_age)]
+        existing = partitions.existing(keys)
+        for key in keys:
+            if key in existing:
+                partitions.remove(key)
+                removed.append(key)
+        if len(histories) < page:
+            break
+    if log is not None:
+        log.info(
+            f"retention: removed {len(removed)} partition(s) of drafts settled before "
+            f"{(now - max_age).isoformat()}"
+        )
+    return removed
+
+
+def restore(partitions: ExportPartitions, keys: Sequence[str]) -> list[str]:
+    """Give removed drafts their partitions back; returns the keys that were missing."""
+    wanted = list(dict.fromkeys(keys))
+    existing = partitions.existing(wanted)
+    missing = [k for k in wanted if k not in existing]
+    if missing:
+        partitions.add(missing)
+    return missing

@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
-from orderflow_exports.application.retention import removable
+from orderflow_exports.adapters.dagster_partitions import DagsterExportPartitions
+from orderflow_exports.application.retention import remove_settled, restore
 from orderflow_exports.defs.partitions import APPROVED_DRAFTS_PARTITIONS_NAME
 from orderflow_exports.defs.resources import DatabaseResource
 
 RETENTION_DAYS_ENV = "ORDERFLOW_RETENTION_DAYS"
 DEFAULT_RETENTION_DAYS = 30
-_PAGE = 1000
 
 
 class RetentionConfig(dg.Config):
@@ -40,39 +40,14 @@ def remove_settled_partitions(
     log: dg.DagsterLogManager | None = None,
 ) -> list[str]:
     """Delete the partitions the retention rule allows at ``now``; returns the removed keys."""
-    ledger = database.ledger()
-    removed: list[str] = []
-    after: tuple[str, str] | None = None
-    while True:
-        histories = ledger.settled_histories(now - max_age, limit=_PAGE, after=after)
-        if not histories:
-            break
-        last = histories[-1][0]
-        after = (last.org_id, last.draft_order_id)
-        keys = [ref.partition_key for ref in removable(histories, now, max_age)]
-        existing = instance.get_existing_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME, keys)
-        for key in keys:
-            if key in existing:
-                instance.delete_dynamic_partition(APPROVED_DRAFTS_PARTITIONS_NAME, key)
-                removed.append(key)
-        if len(histories) < _PAGE:
-            break
-    if log is not None:
-        log.info(
-            f"retention: removed {len(removed)} partition(s) of drafts settled before "
-            f"{(now - max_age).isoformat()}"
-        )
-    return removed
+    partitions = DagsterExportPartitions(instance, APPROVED_DRAFTS_PARTITIONS_NAME)
+    return remove_settled(database.ledger(), partitions, now, max_age, log=log)
 
 
 def restore_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> list[str]:
     """Give removed drafts their partitions back (before a forced re-send by hand, e.g. with
     ``dagster job execute`` and a partition tag, which refuses an unknown partition)."""
-    existing = instance.get_existing_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME, keys)
-    missing = [k for k in dict.fromkeys(keys) if k not in existing]
-    if missing:
-        instance.add_dynamic_partitions(APPROVED_DRAFTS_PARTITIONS_NAME, missing)
-    return missing
+    return restore(DagsterExportPartitions(instance, APPROVED_DRAFTS_PARTITIONS_NAME), keys)
 
 
 @dg.op(

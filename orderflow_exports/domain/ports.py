@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -162,6 +162,13 @@ class ExportLedger(Protocol):
         attempt, oldest first unless ``newest_first``."""
         ...
 
+    def settled_histories(
+        self, cutoff: datetime, *, limit: int, after: tuple[str, str] | None = None
+    ) -> builtins.list[builtins.list[ExportRecord]]:
+        """Every attempt of the drafts whose latest attempt is ACKED before ``cutoff``: one
+        page of at most ``limit`` drafts in (org_id, draft_order_id) order, after ``after``."""
+        ...
+
 
 class DropzoneSession(Protocol):
     """An open connection to one dropzone server (or the local file system)."""
@@ -301,6 +308,18 @@ class KnownPartitions(Protocol):
     def adjacent(self, first: str, second: str) -> bool:
         """True when no other partition lies between ``first`` and ``second`` (in order)."""
         ...
+
+
+class ExportPartitions(Protocol):
+    """The orchestrator's partitions of the export assets, one per draft (by partition key)."""
+
+    def existing(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` are partitions now."""
+        ...
+
+    def add(self, keys: Sequence[str]) -> None: ...
+
+    def remove(self, key: str) -> None: ...
 
 
 class RunLiveness(Protocol):

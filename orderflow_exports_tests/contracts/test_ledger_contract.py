@@ -345,3 +345,37 @@ def test_latest_failed_lists_only_failures_still_latest_per_draft(
     assert [r.id for r in ledger.latest_failed(codes, newest_first=True)] == listed[::-1]
     assert [r.id for r in ledger.latest_failed(codes, org_id="globex")] == [other_org]
     assert [r.id for r in ledger.latest_failed(codes, limit=1)] == [timed_out]
+
+
+def test_settled_histories_pages_drafts_whose_latest_attempt_was_acked_before_the_cutoff(
+    ledger: ExportLedger,
+) -> None:
+    def attempt(draft: str, n: int, acked_at: datetime | None, org: str = "acme") -> str:
+        record = ledger.create_pending(new_export(n, ref=DraftRef(org, draft)))
+        assert ledger.mark_sent(record.id, at=NOW)
+        if acked_at is None:
+            assert ledger.mark_failed(
+                record.id, expected=ExportStatus.SENT, code="ERP_REJECTED", message="m", at=NOW
+            )
+        else:
+            assert ledger.mark_acked(
+                record.id, expected=ExportStatus.SENT, erp_order_number=None, at=acked_at
+            )
+        return record.id
+
+    early, late = NOW - timedelta(days=40), NOW + timedelta(days=1)
+    first = attempt("D-1", 1, None)  # rejected, then re-sent and acked long ago
+    second = attempt("D-1", 2, early)
+    attempt("D-2", 1, late)  # acked after the cutoff
+    attempt("D-3", 1, None)  # latest attempt FAILED
+    third = attempt("D-4", 1, early)
+    fourth = attempt("G-1", 1, early, org="globex")
+    cutoff = NOW - timedelta(days=30)
+    page = ledger.settled_histories(cutoff, limit=2)
+    assert [[r.id for r in sorted(h, key=lambda r: r.attempt)] for h in page] == [
+        [first, second],
+        [third],
+    ]
+    rest = ledger.settled_histories(cutoff, limit=2, after=("acme", "D-4"))
+    assert [[r.id for r in h] for h in rest] == [[fourth]]
+    assert ledger.settled_histories(cutoff, limit=2, after=("globex", "G-1")) == []

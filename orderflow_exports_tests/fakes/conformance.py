@@ -8,12 +8,14 @@ from orderflow_exports.domain.ports import (
     DropzoneConnector,
     DropzoneSession,
     ExportLedger,
+    ExportPartitions,
     ExportRequests,
     ExportStore,
     RunLiveness,
 )
 from orderflow_exports_tests.fakes.dropzone import FakeDropzone, FakeDropzoneSession
 from orderflow_exports_tests.fakes.ledger import FakeLedger
+from orderflow_exports_tests.fakes.partitions import FakeExportPartitions
 from orderflow_exports_tests.fakes.requests import FakeExportRequests
 from orderflow_exports_tests.fakes.sources import (
     FakeConnectorConfigs,
@@ -33,4 +35,5 @@ def _conforms() -> None:
     configs: ConnectorConfigs = FakeConnectorConfigs()
     liveness: RunLiveness = FakeRunLiveness()
     requests: ExportRequests = FakeExportRequests()
-    del ledger, connector, session, store, drafts, configs, liveness, requests
+    partitions: ExportPartitions = FakeExportPartitions()
+    del ledger, connector, session, store, drafts, configs, liveness, requests, partitions

@@ -54,12 +54,16 @@ class RecordingLog:
     def __init__(self) -> None:
         self.infos: list[str] = []
         self.warnings: list[str] = []
+        self.errors: list[str] = []
 
     def info(self, msg: str, *args: object) -> None:
         self.infos.append(msg % args if args else msg)
 
     def warning(self, msg: str, *args: object) -> None:
         self.warnings.append(msg % args if args else msg)
+
+    def error(self, msg: str, *args: object) -> None:
+        self.errors.append(msg % args if args else msg)
 
 
 @dataclass

@@ -269,3 +269,23 @@ class FakeLedger:
             ]
         rows.sort(key=lambda r: r.sent_at or bound)
         return rows[:limit]
+
+    def settled_histories(
+        self, cutoff: datetime, *, limit: int, after: tuple[str, str] | None = None
+    ) -> builtins.list[builtins.list[ExportRecord]]:
+        """Every attempt of the drafts whose latest attempt is ACKED before ``cutoff``."""
+        bound = _utc(cutoff)
+        with self._lock:
+            rows = builtins.list(self._rows.values())
+        by_draft: dict[tuple[str, str], builtins.list[ExportRecord]] = {}
+        for row in rows:
+            by_draft.setdefault((row.org_id, row.draft_order_id), []).append(row)
+        keys = sorted(
+            key
+            for key, attempts in by_draft.items()
+            if (latest := max(attempts, key=lambda r: r.attempt)).status is ExportStatus.ACKED
+            and latest.acked_at is not None
+            and latest.acked_at < bound
+            and (after is None or key > after)
+        )[:limit]
+        return [sorted(by_draft[key], key=lambda r: r.attempt) for key in keys]
