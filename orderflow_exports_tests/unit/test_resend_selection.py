@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from orderflow_exports.application.retry import NEEDS_ACTION_CODES, select_resends
 from orderflow_exports.domain.errors import ErrorCode
 from orderflow_exports.domain.naming import DraftRef
-from orderflow_exports.domain.records import ConnectorConfig, NewExport
-from orderflow_exports.domain.status import ExportStatus
+from orderflow_exports.domain.records import ConnectorConfig
+from orderflow_exports_tests.fakes.history import add_attempt
 from orderflow_exports_tests.fakes.ledger import FakeLedger
 from orderflow_exports_tests.fakes.sources import FakeConnectorConfigs
 
@@ -22,39 +21,6 @@ def _config(org: str, **overrides: object) -> ConnectorConfig:
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
-def _attempt(ledger: FakeLedger, ref: DraftRef, attempt: int, end: ErrorCode | str) -> None:
-    export_id = str(uuid.uuid4())
-    ledger.create_pending(
-        NewExport(
-            id=export_id,
-            ref=ref,
-            attempt=attempt,
-            filename=f"{export_id}.json",
-            dropzone_path=f"/o/{export_id}.json",
-            storage_key=f"k/{export_id}",
-            content_sha256="0" * 64,
-            byte_size=1,
-            line_count=1,
-            forced=False,
-            dagster_run_id="r",
-            created_at=NOW,
-        )
-    )
-    if end == "PENDING":
-        return
-    assert ledger.mark_sent(export_id, at=NOW)
-    if end == "SENT":
-        return
-    if end == "ACKED":
-        assert ledger.mark_acked(
-            export_id, expected=ExportStatus.SENT, erp_order_number=None, at=NOW
-        )
-        return
-    assert ledger.mark_failed(
-        export_id, expected=ExportStatus.SENT, code=str(end), message="m", at=NOW
-    )
-
-
 def test_only_drafts_whose_latest_attempt_failed_with_the_codes_are_planned() -> None:
     ledger = FakeLedger()
     rejected, timed_out = DraftRef("acme", "D-1"), DraftRef("acme", "D-2")
@@ -63,12 +29,12 @@ def test_only_drafts_whose_latest_attempt_failed_with_the_codes_are_planned() ->
         DraftRef("acme", "D-4"),
         DraftRef("acme", "D-5"),
     )
-    _attempt(ledger, rejected, 1, ErrorCode.ERP_REJECTED)
-    _attempt(ledger, timed_out, 1, ErrorCode.ACK_TIMEOUT)
-    _attempt(ledger, resent_since, 1, ErrorCode.ERP_REJECTED)
-    _attempt(ledger, resent_since, 2, "SENT")  # a later attempt took over
-    _attempt(ledger, acked, 1, "ACKED")
-    _attempt(ledger, auth, 1, ErrorCode.AUTH)  # not a code asked for
+    add_attempt(ledger, rejected, 1, ErrorCode.ERP_REJECTED, NOW)
+    add_attempt(ledger, timed_out, 1, ErrorCode.ACK_TIMEOUT, NOW)
+    add_attempt(ledger, resent_since, 1, ErrorCode.ERP_REJECTED, NOW)
+    add_attempt(ledger, resent_since, 2, "SENT", NOW)  # a later attempt took over
+    add_attempt(ledger, acked, 1, "ACKED", NOW)
+    add_attempt(ledger, auth, 1, ErrorCode.AUTH, NOW)  # not a code asked for
     selection = select_resends(
         ledger,
         FakeConnectorConfigs(_config("acme")),
@@ -92,7 +58,7 @@ def test_a_draft_that_may_not_be_resent_is_refused_alone_with_its_reason() -> No
         DraftRef("gone", "D-1"),
     )
     for ref in (ok, disabled, unconfigured):
-        _attempt(ledger, ref, 1, ErrorCode.ERP_REJECTED)
+        add_attempt(ledger, ref, 1, ErrorCode.ERP_REJECTED, NOW)
     configs = FakeConnectorConfigs(_config("acme"), _config("off", enabled=False))
     selection = select_resends(
         ledger, configs, error_codes=NEEDS_ACTION_CODES, org_id=None, limit=100, requested_by="t"
@@ -106,8 +72,8 @@ def test_a_draft_that_may_not_be_resent_is_refused_alone_with_its_reason() -> No
 def test_org_and_limit_bound_the_selection() -> None:
     ledger = FakeLedger()
     for i in range(5):
-        _attempt(ledger, DraftRef("acme", f"D-{i}"), 1, ErrorCode.ERP_REJECTED)
-    _attempt(ledger, DraftRef("globex", "G-1"), 1, ErrorCode.ERP_REJECTED)
+        add_attempt(ledger, DraftRef("acme", f"D-{i}"), 1, ErrorCode.ERP_REJECTED, NOW)
+    add_attempt(ledger, DraftRef("globex", "G-1"), 1, ErrorCode.ERP_REJECTED, NOW)
     configs = FakeConnectorConfigs(_config("acme"), _config("globex"))
     selection = select_resends(
         ledger, configs, error_codes=NEEDS_ACTION_CODES, org_id="acme", limit=3, requested_by="t"

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from orderflow_exports.application.retention import remove_settled, restore
 from orderflow_exports.domain.errors import ErrorCode
 from orderflow_exports.domain.naming import DraftRef
-from orderflow_exports.domain.records import NewExport
-from orderflow_exports.domain.status import ExportStatus
+from orderflow_exports_tests.fakes.history import add_attempt
 from orderflow_exports_tests.fakes.ledger import FakeLedger
 from orderflow_exports_tests.fakes.partitions import FakeExportPartitions
 
@@ -18,47 +16,15 @@ MAX_AGE = timedelta(days=30)
 OLD = NOW - timedelta(days=45)
 
 
-def _attempt(ledger: FakeLedger, ref: DraftRef, attempt: int, end: str, at: datetime) -> None:
-    export_id = str(uuid.uuid4())
-    ledger.create_pending(
-        NewExport(
-            id=export_id,
-            ref=ref,
-            attempt=attempt,
-            filename=f"{export_id}.json",
-            dropzone_path=f"/o/{export_id}.json",
-            storage_key=f"k/{export_id}",
-            content_sha256="0" * 64,
-            byte_size=1,
-            line_count=1,
-            forced=False,
-            dagster_run_id="r",
-            created_at=at,
-        )
-    )
-    if end == "PENDING":
-        return
-    assert ledger.mark_sent(export_id, at=at)
-    if end == "ACKED":
-        assert ledger.mark_acked(
-            export_id, expected=ExportStatus.SENT, erp_order_number=None, at=at
-        )
-    elif end == "FAILED":
-        code = ErrorCode.ERP_REJECTED
-        assert ledger.mark_failed(
-            export_id, expected=ExportStatus.SENT, code=code, message="m", at=at
-        )
-
-
 def test_only_settled_old_drafts_lose_their_partitions() -> None:
     ledger = FakeLedger()
     old_acked, young_acked = DraftRef("acme", "D-1"), DraftRef("acme", "D-2")
     failed, resent = DraftRef("acme", "D-3"), DraftRef("acme", "D-4")
-    _attempt(ledger, old_acked, 1, "ACKED", OLD)
-    _attempt(ledger, young_acked, 1, "ACKED", NOW - timedelta(days=2))
-    _attempt(ledger, failed, 1, "FAILED", OLD)
-    _attempt(ledger, resent, 1, "ACKED", OLD)
-    _attempt(ledger, resent, 2, "PENDING", NOW)  # a forced re-send under way
+    add_attempt(ledger, old_acked, 1, "ACKED", OLD)
+    add_attempt(ledger, young_acked, 1, "ACKED", NOW - timedelta(days=2))
+    add_attempt(ledger, failed, 1, ErrorCode.ERP_REJECTED, OLD)
+    add_attempt(ledger, resent, 1, "ACKED", OLD)
+    add_attempt(ledger, resent, 2, "PENDING", NOW)  # a forced re-send under way
     keys = {r.partition_key for r in (old_acked, young_acked, failed, resent)}
     partitions = FakeExportPartitions(*keys)
     assert remove_settled(ledger, partitions, NOW, MAX_AGE) == [old_acked.partition_key]
@@ -70,7 +36,7 @@ def test_pages_are_walked_to_the_end_and_unknown_partitions_are_left_alone() -> 
     ledger = FakeLedger()
     refs = [DraftRef("acme", f"D-{i:03d}") for i in range(7)]
     for ref in refs:
-        _attempt(ledger, ref, 1, "ACKED", OLD)
+        add_attempt(ledger, ref, 1, "ACKED", OLD)
     # D-000 was removed earlier (no partition now): not removed again, not an error.
     partitions = FakeExportPartitions(*(r.partition_key for r in refs[1:]))
     removed = remove_settled(ledger, partitions, NOW, MAX_AGE, page=3)
