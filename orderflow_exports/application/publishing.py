@@ -1,11 +1,11 @@
 """Publishing one export and settling an unfinished publish, so that no second copy can arise.
 
-The half of the export use case that talks to the dropzone once a PENDING row exists (CONTRACT
-§6): the spool file is published under the row's final name only by the holder of the rename
-right (``mark_renaming``); an error after the rename was issued, or a PENDING row left by a run
-that is no longer active, is decided by one settle rule (:meth:`Publisher.settle_unpublished`),
-shared with the reconciler. Logins that failed in the run are remembered here, so that their
-other drafts fail fast without a row.
+The half of the export use case that talks to the dropzone once a PENDING row exists (PENDING
+→ SENT or FAILED): the spool file is published under the row's final name only by the holder
+of the rename right (``mark_renaming``); an error after the rename was issued, or a PENDING row
+left by a run that is no longer active, is decided by one settle rule
+(:meth:`Publisher.settle_unpublished`), shared with the reconciler. Logins that failed in the run
+are remembered here, so that their other drafts fail fast without a row.
 """
 
 from __future__ import annotations

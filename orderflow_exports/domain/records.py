@@ -1,4 +1,4 @@
-"""Records of the tables this project owns (CONTRACT §2), as plain dataclasses."""
+"""Records of the tables this project owns (erp_export, erp_connector_config) as dataclasses."""
 
 from __future__ import annotations
 
