@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from orderflow_exports.domain.endpoints import login_key
 from orderflow_exports.domain.errors import ClaimLost, ExportError, NotAttempted
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import (
@@ -37,14 +38,6 @@ ENDPOINT_DOWN_CODES = (
     ExportError.HOST_KEY,
     ExportError.AUTH,
 )
-
-
-def login_key(config: ConnectorConfig) -> str:
-    """A server and the credentials used on it: what one failed login says nothing beyond."""
-    return "|".join(
-        str(part)
-        for part in (config.endpoint, config.host_key, config.private_key_ref, config.password_ref)
-    )
 
 
 def utc_now() -> datetime:
