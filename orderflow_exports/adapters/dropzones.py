@@ -7,16 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
+from orderflow_exports.domain.endpoints import login_key
 from orderflow_exports.domain.ports import DropzoneSession
 from orderflow_exports.domain.records import ConnectorConfig
-
-
-def _session_key(config: ConnectorConfig) -> str:
-    """Orgs share a connection only when they log in to the same server the same way."""
-    return "|".join(
-        str(part)
-        for part in (config.endpoint, config.host_key, config.private_key_ref, config.password_ref)
-    )
 
 
 class DropzoneSessions:
@@ -30,7 +23,7 @@ class DropzoneSessions:
     def session_for(self, config: ConnectorConfig) -> DropzoneSession:
         if config.transport == "local":
             return self._local
-        key = _session_key(config)
+        key = login_key(config)
         session = self._sessions.get(key)
         if session is None:
             # Imported here so that the local-only path never loads paramiko.
@@ -46,7 +39,7 @@ class DropzoneSessions:
     def discard(self, config: ConnectorConfig) -> None:
         if config.transport == "local":
             return
-        session = self._sessions.pop(_session_key(config), None)
+        session = self._sessions.pop(login_key(config), None)
         if session is not None:
             # A broken session may fail to close; it is gone anyway.
             with contextlib.suppress(Exception):

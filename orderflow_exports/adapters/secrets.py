@@ -1,4 +1,4 @@
-"""Resolves secret references (``env:NAME`` or ``file:/path``, CONTRACT §2) to the secret.
+"""Resolves secret references (``env:NAME`` or ``file:/path``) to the secret.
 
 The database holds only the reference; the secret lives in the process environment or in a file
 mounted next to the code location. A reference is scoped, because whoever can write a config row

@@ -1,6 +1,6 @@
 """The export use case: one approved draft → one file in its org's dropzone and a ledger row.
 
-Plain Python over the ports; the Dagster assets only wire it. The rules (CONTRACT §2, §6):
+Plain Python over the ports; the Dagster assets only wire it. The rules:
 
 - a draft whose latest export is SENT or ACKED is not sent again unless ``force`` is asked;
 - only the holder of the rename right (``mark_renaming``, taken once per row) may give a file its

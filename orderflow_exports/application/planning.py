@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from orderflow_exports.domain.drafts import refusal_reason
+from orderflow_exports.domain.endpoints import host_tag
 from orderflow_exports.domain.errors import (
     AlreadyInFlight,
     ClaimLost,
@@ -44,8 +45,6 @@ from orderflow_exports.domain.export_requests import (
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import DraftSource, ExportRequests, KnownPartitions, Logger
 from orderflow_exports.domain.records import ConnectorConfig
-
-LOCAL_HOST = "local"
 
 
 @dataclass(frozen=True)
@@ -94,11 +93,6 @@ class RequestPlan:
         for request in self.planned:
             grouped.setdefault(request.host, []).append(request)
         return grouped
-
-
-def dropzone_host(config: ConnectorConfig) -> str:
-    """The host a run is grouped (and its concurrency limited) by."""
-    return config.host if config.transport == "sftp" and config.host else LOCAL_HOST
 
 
 def candidate_pages(
@@ -278,7 +272,7 @@ def plan_requests(
             plan.planned.append(
                 PlannedRequest(
                     ref=ref,
-                    host=dropzone_host(config),
+                    host=host_tag(config),
                     reason=reason,
                     previous=candidate.request,
                     draft_updated_at=draft.updated_at,

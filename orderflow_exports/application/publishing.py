@@ -1,11 +1,11 @@
 """Publishing one export and settling an unfinished publish, so that no second copy can arise.
 
-The half of the export use case that talks to the dropzone once a PENDING row exists (CONTRACT
-§6): the spool file is published under the row's final name only by the holder of the rename
-right (``mark_renaming``); an error after the rename was issued, or a PENDING row left by a run
-that is no longer active, is decided by one settle rule (:meth:`Publisher.settle_unpublished`),
-shared with the reconciler. Logins that failed in the run are remembered here, so that their
-other drafts fail fast without a row.
+The half of the export use case that talks to the dropzone once a PENDING row exists (PENDING
+→ SENT or FAILED): the spool file is published under the row's final name only by the holder
+of the rename right (``mark_renaming``); an error after the rename was issued, or a PENDING row
+left by a run that is no longer active, is decided by one settle rule
+(:meth:`Publisher.settle_unpublished`), shared with the reconciler. Logins that failed in the run
+are remembered here, so that their other drafts fail fast without a row.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from orderflow_exports.domain.endpoints import login_key
 from orderflow_exports.domain.errors import ClaimLost, ExportError, NotAttempted
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import (
@@ -37,14 +38,6 @@ ENDPOINT_DOWN_CODES = (
     ExportError.HOST_KEY,
     ExportError.AUTH,
 )
-
-
-def login_key(config: ConnectorConfig) -> str:
-    """A server and the credentials used on it: what one failed login says nothing beyond."""
-    return "|".join(
-        str(part)
-        for part in (config.endpoint, config.host_key, config.private_key_ref, config.password_ref)
-    )
 
 
 def utc_now() -> datetime:

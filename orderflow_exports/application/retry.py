@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from orderflow_exports.application.planning import dropzone_host
 from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED
+from orderflow_exports.domain.endpoints import DROPZONE_HOST_TAG, host_tag
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import (
     ConnectorConfigs,
@@ -26,8 +26,6 @@ from orderflow_exports.domain.ports import (
 from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
 
-# The tag the per-host run concurrency limit of dagster.yaml keys on (as the sensor sets it).
-DROPZONE_HOST_TAG = "orderflow/dropzone_host"
 RETRIED_BY_TAG = "orderflow/retried_by"
 FINISHED_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
@@ -98,7 +96,7 @@ def plan_retry(
             f"hold this order (look for export id {latest.id} / file {latest.filename} in its "
             "inbox and in the ack folder's error/ before relying on the new file)"
         )
-    tags = {DROPZONE_HOST_TAG: dropzone_host(config), RETRIED_BY_TAG: requested_by}
+    tags = {DROPZONE_HOST_TAG: host_tag(config), RETRIED_BY_TAG: requested_by}
     return RetryPlan(ref=ref, latest=latest, tags=tags, force=force, warning=warning)
 
 

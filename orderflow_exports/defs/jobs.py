@@ -1,4 +1,4 @@
-"""Jobs people and CI type (CONTRACT §8)."""
+"""``export_drafts_job``, a name people and CI type: keep it."""
 
 import dagster as dg
 

@@ -8,7 +8,7 @@ and one log line per finding. Not an asset check on ``export_json``: a check dec
 asset without partitions runs inside every UI "Materialize" of any of its partitions (Dagster
 adds an asset's checks to the run), so each materialization would connect to every org's
 dropzone and, with a fix switched on, change things. Observations carry the same per-org result
-without that, and the lead can feed ``findings`` from the op's result to the alerting.
+without that; the op returns the ``findings`` and sends their alerts once they are on record.
 """
 
 # No ``from __future__ import annotations``: Dagster reads the context and resource annotations.

@@ -150,7 +150,7 @@ _S3_CLIENTS = SharedClients()
 
 
 class ExportStoreResource(dg.ConfigurableResource):
-    """The archive of exported files (CONTRACT §7) and the local staging folder.
+    """The archive of exported files (one write-once key per export) and the local spool folder.
 
     Code reaches the archive through :meth:`for_org`, a view restricted to one org's keys, with
     the org taken from the partition. On S3 the boto3 client is built once per run (when the

@@ -26,9 +26,9 @@ from orderflow_exports.defs.partitions import (
     approved_drafts_partitions,
 )
 from orderflow_exports.defs.resources import DatabaseResource
+from orderflow_exports.domain.endpoints import DROPZONE_HOST_TAG
 from orderflow_exports.domain.export_requests import MAX_REDRIVES, RequestReason, gives_up
 
-DROPZONE_HOST_TAG = "orderflow/dropzone_host"
 MAX_DRAFTS_PER_TICK = 1000
 _PAGE_SIZE = 2000
 _MAX_SCANNED_PER_TICK = 50_000  # keeps a tick far inside the 60 s evaluation timeout

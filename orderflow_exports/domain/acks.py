@@ -1,4 +1,4 @@
-"""ERP ack files (CONTRACT §5) and the status decisions they lead to (CONTRACT §6).
+"""ERP ack files and the status decisions they lead to.
 
 Pure domain: the parser turns the bytes of one ack file into an :class:`Ack` or raises
 :class:`AckRejected` with a reason a person can act on; :func:`decide` turns an ack, the export row
@@ -46,14 +46,14 @@ from orderflow_exports.domain.status import ExportStatus
 
 ACK_STATUSES = ("ACKED", "FAILED")
 DEFAULT_MAX_ACK_BYTES = 1024 * 1024
-# error_code values this module writes (CONTRACT §2, §6).
+# error_code values this module writes.
 ERP_REJECTED = ErrorCode.ERP_REJECTED
 ACK_TIMEOUT = ErrorCode.ACK_TIMEOUT
 # error_message is free text, but a rejection of a 300k-line order may list every line: keep what a
 # person reads in the UI, the full file stays in processed/.
 MAX_ERROR_MESSAGE_CHARS = 4000
 MAX_ERRORS_IN_MESSAGE = 20
-# Statuses an ack may move a row from (an ack may overtake the SENT update, CONTRACT §6).
+# Statuses an ack may move a row from (an ack may overtake the SENT update).
 ACKABLE = (ExportStatus.PENDING, ExportStatus.SENT)
 
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -129,7 +129,7 @@ class AckLineError(BaseModel):
 
 
 class Ack(BaseModel):
-    """One parsed ack file (CONTRACT §5); only :func:`parse_ack` should build these from files."""
+    """One parsed ack file; only :func:`parse_ack` should build these from files."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -409,7 +409,7 @@ def _against_terminal(record: ExportRecord, ack: Ack, wanted: ApplyAck) -> AckDe
             "agrees, nothing to change",
         )
     # ACKED after we marked it FAILED: the ERP may hold an order we think failed. Terminal states
-    # do not move (CONTRACT §6), so a person must look: error/ and a loud log line.
+    # do not move (ACKED and FAILED are final), so a person must look: error/ and a loud log line.
     return RejectAck(
         RejectAck.CONFLICT,
         f"export {export_id} is already FAILED ({record.error_code}) but the ERP acknowledged it "

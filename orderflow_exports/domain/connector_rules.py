@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from orderflow_exports.domain.endpoints import dropzone_server
 from orderflow_exports.domain.records import ConnectorConfig
 
 ENV_SECRET_PREFIX = "ORDERFLOW_SECRET_"
@@ -198,14 +199,6 @@ def _folder_problems(config: ConnectorConfig) -> list[str]:
     return []
 
 
-def dropzone_host(config: ConnectorConfig) -> tuple[str, str, int]:
-    """The server a config's folders live on: every local org shares one host."""
-    if config.transport == "local":
-        return ("local", "", 0)
-    host = (config.host or "").strip().lower().rstrip(".").strip("[]")
-    return ("sftp", host, config.port or 22)
-
-
 def _my_folders(config: ConnectorConfig, local: LocalFolders | None) -> list[tuple[str, str, str]]:
     """(field, folder as written, real folder) of ``config``; real = written without ``local``."""
     resolve = local.real_path if local is not None and config.transport == "local" else str
@@ -226,11 +219,11 @@ def _shared_folder_problems(
 ) -> list[str]:
     if _folder_problems(config):
         return []
-    host = dropzone_host(config)
+    host = dropzone_server(config)
     mine = _my_folders(config, local)
     problems: list[str] = []
     for other in others:
-        if dropzone_host(other) != host:
+        if dropzone_server(other) != host:
             continue
         theirs = [
             entry

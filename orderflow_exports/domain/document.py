@@ -1,4 +1,4 @@
-"""The ``orderflow_export_json_v1`` document (CONTRACT §3) and its streaming writer.
+"""The ``orderflow_export_json_v1`` document and its streaming writer.
 
 The Pydantic models define the document and its published JSON Schema. The writer produces the
 exact bytes of a document line by line, so a 300k-line export never lives in memory as a whole:
@@ -252,7 +252,7 @@ def build_header(
 _validate_line = ExportLine.__pydantic_validator__.validate_python
 
 
-# numeric(18,4) (CONTRACT §1): 14 digits before the point and 4 after it. Quantizing in this
+# numeric(18,4), the source columns: 14 digits before the point and 4 after it. Quantizing in this
 # context refuses, in one step, a value outside it (InvalidOperation: more than 18 digits) and a
 # value with more than 4 decimals (Inexact), instead of rounding either. Within it a quantity ×
 # unit_price has at most 36 digits, which the 60-digit context multiplies exactly.

@@ -1,4 +1,4 @@
-"""Draft orders as read from OrderFlow core (CONTRACT §1): plain records, validated for export.
+"""Draft orders as read from OrderFlow core's tables: plain records, validated for export.
 
 ``draft_from_values`` and ``line_from_values`` turn the raw column values of one row into these
 records. They accept what each database delivers for the same column: PostgreSQL gives ``date``,

@@ -70,7 +70,7 @@ class OrderflowError(Exception):
 
 
 class InvalidIdentifier(OrderflowError, ValueError):
-    """An org id, draft id or partition key breaks the id rule (CONTRACT §1)."""
+    """An org id, draft id or partition key breaks the id rule (1-64 chars of [A-Za-z0-9_-])."""
 
 
 class DraftRefused(OrderflowError):

@@ -1,4 +1,4 @@
-"""Id rule, partition keys, dropzone file names and archive keys (CONTRACT §1, §4, §7, §8)."""
+"""Id rule, partition keys, dropzone file names and archive keys."""
 
 from __future__ import annotations
 
@@ -65,7 +65,10 @@ def compact_timestamp(moment: datetime) -> str:
 
 
 def export_filename(ref: DraftRef, created_at: datetime, export_id: str) -> str:
-    """The final dropzone file name (CONTRACT §4)."""
+    """The final dropzone file name.
+
+    ``{org_id}_{draft_order_id}_{created_at as YYYYMMDDTHHMMSSZ}_{export_id}.json``
+    """
     return (
         f"{ref.org_id}_{ref.draft_order_id}_{compact_timestamp(created_at)}_{export_id}"
         f"{FILE_SUFFIX}"
@@ -89,7 +92,7 @@ def is_our_temp_file(name: str) -> bool:
 
 
 def archive_key(prefix: str, ref: DraftRef, export_id: str) -> str:
-    """``{prefix}/{org_id}/{draft_order_id}/{export_id}.json`` (CONTRACT §7).
+    """``{prefix}/{org_id}/{draft_order_id}/{export_id}.json``, written once per export.
 
     The org id comes from the :class:`DraftRef` (the partition), never from a document.
     """

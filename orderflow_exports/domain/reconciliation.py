@@ -79,7 +79,7 @@ def shown(name: str) -> str:
 
 
 def export_id_of(filename: str) -> str | None:
-    """The export id a final file name of ours carries (CONTRACT §4), else None."""
+    """The export id a final file name of ours carries (its last ``_`` field), else None."""
     if not filename.endswith(FILE_SUFFIX):
         return None
     _, sep, export_id = filename[: -len(FILE_SUFFIX)].rpartition("_")

@@ -1,4 +1,4 @@
-"""Records of the tables this project owns (CONTRACT §2), as plain dataclasses."""
+"""Records of the tables this project owns (erp_export, erp_connector_config) as dataclasses."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from orderflow_exports.domain.endpoints import endpoint
 from orderflow_exports.domain.naming import DraftRef, validate_id
 from orderflow_exports.domain.status import ExportStatus
 
@@ -59,10 +60,8 @@ class ConnectorConfig:
 
     @property
     def endpoint(self) -> str:
-        """Identifies the server a dropzone lives on (one connection per endpoint and run)."""
-        if self.transport == "local":
-            return "local"
-        return f"sftp://{self.username}@{self.host}:{self.port or 22}"
+        """The address a session connects to (``sftp://user@host:port`` or ``local``)."""
+        return endpoint(self)
 
 
 @dataclass(frozen=True)

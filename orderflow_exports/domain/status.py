@@ -1,4 +1,4 @@
-"""The erp_export status machine (CONTRACT §6)."""
+"""The erp_export status machine: PENDING → SENT → ACKED, and FAILED from PENDING or SENT."""
 
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def ack_document(decision: Decision, org_id: str, received_at: datetime) -> bytes:
-    """The ack file's bytes (CONTRACT §5); None for a silent verdict is the caller's concern."""
+    """The ack file's bytes as the ERP writes them; a silent verdict has none (ValueError)."""
     if decision.verdict is Verdict.SILENT:
         raise ValueError("a silent verdict has no ack")
     accepted = decision.verdict is Verdict.ACCEPT

@@ -10,11 +10,11 @@ from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
 from orderflow_exports.adapters.sql.tables import draft_order
 from orderflow_exports.defs.resources import DatabaseResource
 from orderflow_exports.defs.sensors import (
-    DROPZONE_HOST_TAG,
     approved_drafts_sensor,
     evaluate_approved_drafts,
 )
 from orderflow_exports.demo import SampleDraft
+from orderflow_exports.domain.endpoints import DROPZONE_HOST_TAG
 from orderflow_exports.domain.export_requests import MAX_REDRIVES, RequestOutcome
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.status import ExportStatus

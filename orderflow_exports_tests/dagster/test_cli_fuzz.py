@@ -16,10 +16,10 @@ from orderflow_exports.adapters.sql.engine import make_engine, upgrade_schema
 from orderflow_exports.cli import main
 from orderflow_exports.domain.connector_rules import (
     connector_problems,
-    dropzone_host,
     env_secret_prefix,
     path_parts,
 )
+from orderflow_exports.domain.endpoints import dropzone_server
 from orderflow_exports.domain.records import ConnectorConfig
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOd0WT1QHGjVXqyLjc2ld2o4hOrpsfRskKL2mdq9yp4m"
@@ -180,7 +180,7 @@ def assert_every_rule(saved: list[ConnectorConfig]) -> None:
                 assert ref[4:].startswith(env_secret_prefix(config.org_id))
         assert 1 <= config.ack_deadline_seconds <= 366 * 24 * 3600
         for other in saved:
-            if other.org_id == config.org_id or dropzone_host(other) != dropzone_host(config):
+            if other.org_id == config.org_id or dropzone_server(other) != dropzone_server(config):
                 continue
             for mine in (export, ack):
                 for theirs in (path_parts(other.export_path), path_parts(other.ack_path)):

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orderflow_exports.application.retry import DROPZONE_HOST_TAG, RETRIED_BY_TAG, RetryRefused
+from orderflow_exports.application.retry import RETRIED_BY_TAG, RetryRefused
 from orderflow_exports.defs.assets import EXPORT_RETRY_POLICY
 from orderflow_exports.demo import SampleDraft, local_connector
+from orderflow_exports.domain.endpoints import DROPZONE_HOST_TAG
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports.operations.retry import retry_draft
 from orderflow_exports_tests.dagster.test_cli import assert_one_line_refusal, run_cli

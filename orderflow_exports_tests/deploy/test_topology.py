@@ -42,8 +42,8 @@ from sqlalchemy.engine import make_url
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
-from orderflow_exports.defs.sensors import DROPZONE_HOST_TAG
 from orderflow_exports.demo import SampleDraft, insert_drafts, prepare_database
+from orderflow_exports.domain.endpoints import DROPZONE_HOST_TAG
 from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.support.dagster_services import (

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from orderflow_exports.domain.endpoints import login_key
 from orderflow_exports.domain.errors import ExportError
 from orderflow_exports.domain.naming import (
     TEMP_PREFIX,
@@ -68,14 +69,6 @@ def _check_name(name: str, folder: str) -> None:
         raise ExportError(
             ExportError.CONFIG, f"{name!r} is not a plain file name in {folder}", transient=False
         )
-
-
-def _session_key(config: ConnectorConfig) -> str:
-    """Orgs share a session only when they log in to the same server the same way."""
-    return "|".join(
-        str(part)
-        for part in (config.endpoint, config.host_key, config.private_key_ref, config.password_ref)
-    )
 
 
 class FakeDropzone:
@@ -177,7 +170,7 @@ class FakeDropzone:
     # --- DropzoneConnector ---------------------------------------------------------------------
 
     def session_for(self, config: ConnectorConfig) -> FakeDropzoneSession:
-        key = _session_key(config)
+        key = login_key(config)
         with self.lock:
             session = self._sessions.get(key)
         if session is not None:
@@ -191,7 +184,7 @@ class FakeDropzone:
 
     def discard(self, config: ConnectorConfig) -> None:
         with self.lock:
-            session = self._sessions.pop(_session_key(config), None)
+            session = self._sessions.pop(login_key(config), None)
             self.discarded.append(config.endpoint)
         if session is not None:
             session.close()

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 
 from orderflow_exports.application.retry import (
-    DROPZONE_HOST_TAG,
     RetryLaunch,
     RetryPlan,
     RetryRefused,
@@ -17,6 +16,7 @@ from orderflow_exports.application.retry import (
     plan_retry,
     wait_for_outcome,
 )
+from orderflow_exports.domain.endpoints import DROPZONE_HOST_TAG
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import LaunchedRun
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord

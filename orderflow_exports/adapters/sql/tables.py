@@ -1,7 +1,7 @@
 """SQLAlchemy table definitions.
 
-``owned_metadata`` holds the tables this project owns and migrates with Alembic (CONTRACT §2).
-``core_metadata`` mirrors OrderFlow core's tables, which we only read (CONTRACT §1); it exists so
+``owned_metadata`` holds the tables this project owns and migrates with Alembic.
+``core_metadata`` mirrors OrderFlow core's tables, which we only read; it exists so
 the demo and tests can create them, and is never migrated by us.
 """
 

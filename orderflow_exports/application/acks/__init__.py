@@ -1,4 +1,4 @@
-"""Ack processing (CONTRACT §5, §6): plain Python over the ports, free of Dagster.
+"""Ack processing: plain Python over the ports, free of Dagster.
 
 - ``processor``: :class:`AckProcessor`, a pass over every org, each isolated under its deadline;
 - ``folder``: one org's ack folder (read, decide, compare-and-set, move or park with a note);

@@ -1,4 +1,4 @@
-"""The ack deadline (CONTRACT §6): SENT exports left unanswered too long become FAILED.
+"""The ack deadline (error_code ACK_TIMEOUT): SENT exports left unanswered too long become FAILED.
 
 Run only after an org's ack folder was read and every waiting ack in it handled: an ack still in
 the folder may be the answer to an export that looks overdue.

@@ -1,4 +1,4 @@
-"""One org's ack folder: read each ack, apply it to its export, move the file (CONTRACT §5).
+"""One org's ack folder: read each ack, apply it to its export, move it to processed/ or error/.
 
 Every step is safe to repeat, because a failed or timed-out sensor tick does not save its cursor
 and the next tick sees the same files:

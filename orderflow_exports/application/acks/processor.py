@@ -1,4 +1,4 @@
-"""A pass over every org's ack folder, each org isolated under its own deadline (CONTRACT §5, §6).
+"""A pass over every org's ack folder, each org isolated under its own deadline.
 
 Plain Python over the ports: the Dagster sensor and ``process_acks_job`` call it and turn the
 returned summaries into events. Each org's pass runs under its own deadline, so one hanging

@@ -1,4 +1,4 @@
-"""erp_export and erp_connector_config (CONTRACT §2).
+"""erp_export and erp_connector_config, the tables this project owns.
 
 Revision ID: 0001
 Revises:
