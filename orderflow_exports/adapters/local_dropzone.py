@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.naming import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
@@ -34,14 +34,14 @@ def classify_os_error(exc: OSError, action: str) -> ExportError:
     """Map an OSError onto the export error codes."""
     message = f"{action}: {exc.strerror or exc}"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ExportError(ExportError.DISK_FULL, message, transient=False)
+        return ExportError(ErrorCode.DISK_FULL, message, transient=False)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return ExportError(ExportError.PERMISSION, message, transient=False)
+        return ExportError(ErrorCode.PERMISSION, message, transient=False)
     if exc.errno == errno.EEXIST:
-        return ExportError(ExportError.NAME_EXISTS, message, transient=False)
+        return ExportError(ErrorCode.NAME_EXISTS, message, transient=False)
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        return ExportError(ExportError.CONFIG, message, transient=False)
-    return ExportError(ExportError.IO, message, transient=True)
+        return ExportError(ErrorCode.CONFIG, message, transient=False)
+    return ExportError(ErrorCode.IO, message, transient=True)
 
 
 def final_name_of_temp(temp_name: str) -> str:
@@ -139,16 +139,16 @@ def _entry_of(entry: os.DirEntry[str]) -> FolderEntry | None:
 
 def _folder_error(exc: OSError, folder: str) -> ExportError:
     if exc.errno == errno.ENOENT:
-        return ExportError(ExportError.CONFIG, f"folder {folder} does not exist", transient=False)
+        return ExportError(ErrorCode.CONFIG, f"folder {folder} does not exist", transient=False)
     if exc.errno == errno.ENOTDIR:
-        return ExportError(ExportError.CONFIG, f"{folder} is not a folder", transient=False)
+        return ExportError(ErrorCode.CONFIG, f"{folder} is not a folder", transient=False)
     return classify_os_error(exc, f"listing {folder}")
 
 
 def _check_name(name: str, folder: str) -> None:
     if not name or name in (".", "..") or "/" in name or "\x00" in name:
         raise ExportError(
-            ExportError.CONFIG, f"{name!r} is not a plain file name in {folder}", transient=False
+            ErrorCode.CONFIG, f"{name!r} is not a plain file name in {folder}", transient=False
         )
 
 
@@ -165,14 +165,14 @@ def _open_real_subfolder(dir_fd: int, folder: str, subfolder: str) -> int:
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise ExportError(
-                ExportError.CONFIG,
+                ErrorCode.CONFIG,
                 f"{where} is not a real folder (a symbolic link or a file); refusing to use it",
                 transient=False,
             ) from exc
         raise classify_os_error(exc, f"opening {where}") from exc
     if not stat.S_ISDIR(os.fstat(fd).st_mode):
         os.close(fd)
-        raise ExportError(ExportError.CONFIG, f"{where} is not a folder", transient=False)
+        raise ExportError(ErrorCode.CONFIG, f"{where} is not a folder", transient=False)
     return fd
 
 
@@ -190,7 +190,7 @@ def _link_into(dir_fd: int, sub_fd: int, name: str, folder: str, subfolder: str)
         if _exists_at(sub_fd, name):
             return name  # moved by an earlier, interrupted pass
         raise ExportError(
-            ExportError.IO, f"{os.path.join(folder, name)} is not there", transient=False
+            ErrorCode.IO, f"{os.path.join(folder, name)} is not there", transient=False
         )
     for counter in range(_MAX_NAME_SUFFIX + 1):
         target = name if counter == 0 else f"{name}.{counter}"
@@ -209,7 +209,7 @@ def _link_into(dir_fd: int, sub_fd: int, name: str, folder: str, subfolder: str)
         os.unlink(name, dir_fd=dir_fd)
         return target
     raise ExportError(
-        ExportError.NAME_EXISTS,
+        ErrorCode.NAME_EXISTS,
         f"{_MAX_NAME_SUFFIX} files named {name}(.N) already in {os.path.join(folder, subfolder)}",
         transient=False,
     )
@@ -253,11 +253,11 @@ class LocalDropzoneSession:
         temp = directory / temp_filename(final_name)
         if not directory.is_dir():
             raise ExportError(
-                ExportError.CONFIG, f"export folder {directory} does not exist", transient=False
+                ErrorCode.CONFIG, f"export folder {directory} does not exist", transient=False
             )
         if final.exists():
             raise ExportError(
-                ExportError.NAME_EXISTS,
+                ErrorCode.NAME_EXISTS,
                 f"{final} already exists; not replacing it",
                 transient=False,
             )
@@ -274,7 +274,7 @@ class LocalDropzoneSession:
                     # Our temp file was taken away after it was written (a reconciler fencing
                     # off a stalled run): there is nothing of ours left to give the final name.
                     raise ExportError(
-                        ExportError.INTERRUPTED,
+                        ErrorCode.INTERRUPTED,
                         f"{temp} was removed before its rename to {final}; not publishing it",
                         transient=True,
                     ) from exc
@@ -311,7 +311,7 @@ class LocalDropzoneSession:
             written = os.fstat(out.fileno()).st_size
         if written != expected_size:
             raise ExportError(
-                ExportError.SIZE_MISMATCH,
+                ErrorCode.SIZE_MISMATCH,
                 f"{temp} has {written} bytes, expected {expected_size}",
                 transient=True,
             )
@@ -357,7 +357,7 @@ class LocalDropzoneSession:
                         continue
                     if len(entries) >= limit:
                         raise ExportError(
-                            ExportError.IO,
+                            ErrorCode.IO,
                             f"folder {folder} has more than {limit} entries; not reading it "
                             "(fewer files there, or a higher max_listing_entries)",
                             transient=False,
@@ -403,7 +403,7 @@ class LocalDropzoneSession:
                 raise classify_os_error(exc, f"reading {path}") from exc
         if len(data) > max_bytes:
             raise ExportError(
-                ExportError.IO, f"{path} is larger than {max_bytes} bytes", transient=False
+                ErrorCode.IO, f"{path} is larger than {max_bytes} bytes", transient=False
             )
         return data
 

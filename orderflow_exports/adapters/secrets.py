@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orderflow_exports.domain.connector_rules import secret_ref_problems
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 
 # A secret is a password or a private key: anything bigger is a wrong path.
 MAX_SECRET_BYTES = 64 * 1024
@@ -50,7 +50,7 @@ class SecretUnavailable(ExportError):
     """
 
     def __init__(self, ref: str, reason: str) -> None:
-        super().__init__(ExportError.CONFIG, f"secret {ref!r}: {reason}", transient=False)
+        super().__init__(ErrorCode.CONFIG, f"secret {ref!r}: {reason}", transient=False)
         self.ref = ref
 
 

@@ -31,7 +31,7 @@ from orderflow_exports.domain.alerts import (
     Notifier,
     resend_step,
 )
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode
 from orderflow_exports.domain.export_requests import ExportRequest
 from orderflow_exports.domain.reconciliation import Finding
 from orderflow_exports.domain.records import ExportRecord
@@ -39,15 +39,15 @@ from orderflow_exports.domain.records import ExportRecord
 # Failures of the org's dropzone itself (not of one draft's data).
 TRANSPORT_FAILURE_CODES = frozenset(
     {
-        ExportError.CONNECTION,
-        ExportError.TIMEOUT,
-        ExportError.AUTH,
-        ExportError.HOST_KEY,
-        ExportError.PERMISSION,
-        ExportError.DISK_FULL,
-        ExportError.SIZE_MISMATCH,
-        ExportError.CONFIG,
-        ExportError.IO,
+        ErrorCode.CONNECTION,
+        ErrorCode.TIMEOUT,
+        ErrorCode.AUTH,
+        ErrorCode.HOST_KEY,
+        ErrorCode.PERMISSION,
+        ErrorCode.DISK_FULL,
+        ErrorCode.SIZE_MISMATCH,
+        ErrorCode.CONFIG,
+        ErrorCode.IO,
     }
 )
 # Kinds about single drafts: several of one org found in one evaluation go out as one alert.

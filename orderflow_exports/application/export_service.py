@@ -48,6 +48,7 @@ from orderflow_exports.domain.drafts import DraftOrder, ensure_exportable
 from orderflow_exports.domain.errors import (
     AlreadyInFlight,
     ConnectorNotConfigured,
+    ErrorCode,
     ExportError,
     NotAttempted,
 )
@@ -154,7 +155,7 @@ class ExportService:
         problems = self._config_problems[ref.org_id]
         if problems:
             raise ExportError(
-                ExportError.CONFIG,
+                ErrorCode.CONFIG,
                 f"connector of org {ref.org_id} is refused: {'; '.join(problems)}; fix it with "
                 "`orderflow-exports connectors set`",
                 transient=False,
@@ -212,7 +213,7 @@ class ExportService:
             and latest.error_transient is False
         ):
             raise ExportError(
-                latest.error_code or ExportError.IO,
+                latest.error_code or ErrorCode.IO,
                 f"attempt {latest.attempt} ({latest.id}) already failed permanently in this run: "
                 f"{latest.error_message}",
                 transient=False,
@@ -233,7 +234,7 @@ class ExportService:
             pending,
             session,
             config.export_path,
-            code=ExportError.INTERRUPTED,
+            code=ErrorCode.INTERRUPTED,
             message=f"run {owner} ended before the file was published (transient)",
             transient=True,
         )
@@ -299,7 +300,7 @@ class ExportService:
                 spool.unlink(missing_ok=True)
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             raise ExportError(
-                ExportError.DISK_FULL if full else ExportError.IO,
+                ErrorCode.DISK_FULL if full else ErrorCode.IO,
                 f"cannot write the document of {ref} into the spool folder "
                 f"{self.settings.spool_dir}: {exc.strerror or exc} (errno {exc.errno}); "
                 "free space there or set the export store's spool_dir",

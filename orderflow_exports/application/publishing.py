@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from orderflow_exports.domain.endpoints import login_key
-from orderflow_exports.domain.errors import ClaimLost, ExportError, NotAttempted
+from orderflow_exports.domain.errors import ClaimLost, ErrorCode, ExportError, NotAttempted
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import (
     DropzoneConnector,
@@ -31,12 +31,12 @@ from orderflow_exports.domain.status import ExportStatus
 
 # How an unfinished publish was settled (see Publisher.settle_unpublished).
 SettleVerdict = Literal["landed", "unconfirmed", "failed", "moved_on"]
-CONNECTION_CODES = (ExportError.CONNECTION, ExportError.TIMEOUT)
+CONNECTION_CODES = (ErrorCode.CONNECTION, ErrorCode.TIMEOUT)
 ENDPOINT_DOWN_CODES = (
-    ExportError.CONNECTION,
-    ExportError.TIMEOUT,
-    ExportError.HOST_KEY,
-    ExportError.AUTH,
+    ErrorCode.CONNECTION,
+    ErrorCode.TIMEOUT,
+    ErrorCode.HOST_KEY,
+    ErrorCode.AUTH,
 )
 
 
@@ -97,7 +97,7 @@ class Publisher:
             error = (
                 exc
                 if isinstance(exc, ExportError)
-                else ExportError(ExportError.IO, f"{type(exc).__name__}: {exc}", transient=True)
+                else ExportError(ErrorCode.IO, f"{type(exc).__name__}: {exc}", transient=True)
             )
             if isinstance(error, ClaimLost):
                 spool.unlink(missing_ok=True)  # the row is not ours: it will never be archived

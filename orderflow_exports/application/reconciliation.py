@@ -32,7 +32,7 @@ from orderflow_exports.domain.acks import (
     parse_ack,
 )
 from orderflow_exports.domain.connector_rules import LocalFolders, connector_problems
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.naming import is_our_temp_file
 from orderflow_exports.domain.ports import (
     DropzoneConnector,
@@ -285,7 +285,7 @@ class Reconciler:
                 record,
                 session,
                 config.export_path,
-                code=ExportError.INTERRUPTED,
+                code=ErrorCode.INTERRUPTED,
                 message=f"run {record.dagster_run_id} ended before the file was published; "
                 "settled by reconciliation (transient)",
                 transient=True,

@@ -10,9 +10,10 @@ Three rules, each with its own use; they differ on purpose:
   it names a connection in messages and keys what is done once per connection and folder.
   :func:`login_key` adds the host key and the secret references: orgs share a session, and a
   failed login, only when they log in to the same server the same way.
-- :func:`host_tag` is the value of :data:`DROPZONE_HOST_TAG` on a run: the host as written in the
-  config, port ignored, or ``local``. The per-host run concurrency limit in ``dagster.yaml`` keys
-  on it, so every run of one SFTP host counts against one limit whatever port or user it uses.
+- :func:`host_tag` is the value of :data:`DROPZONE_HOST_TAG` on a run: the host normalised as in
+  :func:`dropzone_server`, port ignored, or ``local``. The per-host run concurrency limit in
+  ``dagster.yaml`` keys on it, so every run of one SFTP host counts against one limit whatever
+  port or user it uses and however its host is written.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ DROPZONE_HOST_TAG = "orderflow/dropzone_host"
 LOCAL_HOST = "local"
 
 
+def normalised_host(host: str) -> str:
+    """A host name as DNS compares it: case, a trailing dot and IPv6 brackets do not count."""
+    return host.strip().lower().rstrip(".").strip("[]")
+
+
 def dropzone_server(config: ConnectorConfig) -> tuple[str, str, int]:
     """The server a config's folders live on: every local org shares one host."""
     if config.transport == "local":
         return ("local", "", 0)
-    host = (config.host or "").strip().lower().rstrip(".").strip("[]")
-    return ("sftp", host, config.port or 22)
+    return ("sftp", normalised_host(config.host or ""), config.port or 22)
 
 
 def endpoint(config: ConnectorConfig) -> str:
@@ -53,4 +58,6 @@ def login_key(config: ConnectorConfig) -> str:
 
 def host_tag(config: ConnectorConfig) -> str:
     """The host a run is grouped (and its concurrency limited) by."""
-    return config.host if config.transport == "sftp" and config.host else LOCAL_HOST
+    if config.transport == "sftp" and config.host:
+        return normalised_host(config.host) or LOCAL_HOST
+    return LOCAL_HOST

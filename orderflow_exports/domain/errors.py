@@ -93,21 +93,6 @@ class ExportError(OrderflowError):
     must be given for codes whose cause decides (``ARCHIVE``, ``IO``, ``INTERRUPTED``).
     """
 
-    # The codes, reachable as ``ExportError.AUTH`` where an error is raised.
-    CONNECTION = ErrorCode.CONNECTION
-    TIMEOUT = ErrorCode.TIMEOUT
-    AUTH = ErrorCode.AUTH
-    HOST_KEY = ErrorCode.HOST_KEY
-    PERMISSION = ErrorCode.PERMISSION
-    DISK_FULL = ErrorCode.DISK_FULL
-    NAME_EXISTS = ErrorCode.NAME_EXISTS
-    SIZE_MISMATCH = ErrorCode.SIZE_MISMATCH
-    CONFIG = ErrorCode.CONFIG
-    VALIDATION = ErrorCode.VALIDATION
-    ARCHIVE = ErrorCode.ARCHIVE
-    IO = ErrorCode.IO
-    INTERRUPTED = ErrorCode.INTERRUPTED
-
     def __init__(
         self, code: ErrorCode | str, message: str, *, transient: bool | None = None
     ) -> None:
@@ -133,7 +118,7 @@ class RenameOutcomeUnknown(ExportError):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(ExportError.CONNECTION, message, transient=True)
+        super().__init__(ErrorCode.CONNECTION, message, transient=True)
 
 
 class ClaimLost(ExportError):
@@ -143,7 +128,7 @@ class ClaimLost(ExportError):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(ExportError.INTERRUPTED, message, transient=False)
+        super().__init__(ErrorCode.INTERRUPTED, message, transient=False)
 
 
 class ArchiveConflict(OrderflowError):

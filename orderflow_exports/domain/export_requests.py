@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from orderflow_exports.domain.drafts import DraftOrder
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode
 from orderflow_exports.domain.naming import DraftRef
 
 MAX_REDRIVES = 8
@@ -48,7 +48,7 @@ _REASON_LIMIT = 2000
 # failing disk, a run that died and was reconciled. Used for drafts that failed before request
 # records were kept, whose outcome is known only from their export row.
 REDRIVABLE_FAILURE_CODES = frozenset(
-    {ExportError.CONNECTION, ExportError.TIMEOUT, ExportError.IO, ExportError.INTERRUPTED}
+    {ErrorCode.CONNECTION, ErrorCode.TIMEOUT, ErrorCode.IO, ErrorCode.INTERRUPTED}
 )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from orderflow_exports.domain.drafts import DraftLine, DraftOrder
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.export_requests import (
     CandidatePage,
     ExportRequest,
@@ -48,7 +48,7 @@ class NotARegularFile(ExportError):
     """The name was a regular file when listed but is something else now (e.g. a symlink)."""
 
     def __init__(self, path: str, found: str) -> None:
-        super().__init__(ExportError.IO, f"{path} is {found}, not a regular file", transient=False)
+        super().__init__(ErrorCode.IO, f"{path} is {found}, not a regular file", transient=False)
         self.found = found
 
 

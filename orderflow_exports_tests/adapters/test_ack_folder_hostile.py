@@ -33,7 +33,7 @@ from orderflow_exports.application.acks.processor import AckProcessor
 from orderflow_exports.application.acks.settings import AckSettings
 from orderflow_exports.demo import local_connector, prepare_database
 from orderflow_exports.domain.connector_rules import LocalFolders
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.ports import DropzoneSession, FolderEntry
 from orderflow_exports.domain.records import ConnectorConfig
 from orderflow_exports.domain.status import ExportStatus
@@ -93,7 +93,7 @@ def test_missing_ack_folder_is_an_error_and_no_export_times_out(
     summary = processor(ledger).process_folder(config, zone.session)
 
     assert summary.failure is not None and "does not exist" in summary.failure
-    assert summary.failure_code == ExportError.CONFIG
+    assert summary.failure_code == ErrorCode.CONFIG
     assert not summary.deadline_checked and summary.timeouts == []
     assert ledger.get(overdue.id) == overdue
     assert "no ack deadline applied" in summary.describe()
@@ -193,7 +193,7 @@ def test_symlinked_subfolder_is_refused(zone: Zone, ledger: SqlExportLedger, sub
     summary = processor(ledger).process_folder(config, zone.session)
 
     assert summary.failure is not None and "symbolic link" in summary.failure
-    assert summary.failure_code == ExportError.CONFIG
+    assert summary.failure_code == ErrorCode.CONFIG
     assert list(outside.iterdir()) == []
     assert files(config.ack_path) == ["bad.json", "good.json"]
     assert ledger.get(export.id) == export and ledger.get(overdue.id) == overdue
@@ -214,7 +214,7 @@ def test_session_refuses_to_move_or_write_through_a_symlinked_subfolder(
     with pytest.raises(ExportError) as written:
         zone.session.write_file(str(Path(config.ack_path) / sub), "a.json.error.txt", b"x")
 
-    assert moved.value.code == written.value.code == ExportError.CONFIG
+    assert moved.value.code == written.value.code == ErrorCode.CONFIG
     assert list(outside.iterdir()) == []
     assert files(config.ack_path) == ["a.json"]
 
@@ -373,7 +373,7 @@ def test_org_whose_config_breaks_the_rules_is_skipped_alone(
     summaries = processor(ledger).process_all([good, shared], OneSession(zone.session))
 
     by_org = {s.org_id: s for s in summaries}
-    assert by_org["org-b"].failure_code == ExportError.CONFIG
+    assert by_org["org-b"].failure_code == ErrorCode.CONFIG
     assert "same folder" in (by_org["org-b"].failure or "")
     assert tree(Path(shared.ack_path)) == before
     assert ledger.get(overdue_b.id) == overdue_b
@@ -474,7 +474,7 @@ def test_unreadable_ack_folder_fails_only_its_org(shared_database: str) -> None:
 
         assert child.returncode == 0, child.stderr[-2000:]
         by_org = {s["org"]: s for s in json.loads(child.stdout.strip().splitlines()[-1])}
-        assert by_org["org-a"]["code"] == ExportError.PERMISSION, by_org
+        assert by_org["org-a"]["code"] == ErrorCode.PERMISSION, by_org
         assert "cannot read the ack folder" in by_org["org-a"]["failure"]
         assert not by_org["org-a"]["deadline"]
         assert by_org["org-b"] == {
@@ -515,7 +515,7 @@ def test_fifo_secret_fails_only_its_org(
     summaries = processor(ledger, org_time_budget_seconds=20).process_all([stuck, good], connector)
 
     by_org = {s.org_id: s for s in summaries}
-    assert by_org["org-b"].failure_code == ExportError.CONFIG
+    assert by_org["org-b"].failure_code == ErrorCode.CONFIG
     assert "not a regular file" in (by_org["org-b"].failure or "")
     assert [o.file_name for o in by_org["org-a"].applied] == ["ack.json"]
 
@@ -550,7 +550,7 @@ def test_hanging_sftp_org_is_abandoned_and_the_next_org_is_served(
     ).process_all(slow_first, connector_factory=connectors)
 
     by_org = {s.org_id: s for s in summaries}
-    assert by_org["org-b"].timed_out and by_org["org-b"].failure_code == ExportError.TIMEOUT
+    assert by_org["org-b"].timed_out and by_org["org-b"].failure_code == ErrorCode.TIMEOUT
     assert "no result within 1.5 s" in (by_org["org-b"].failure or "")
     assert ledger.get(overdue_b.id) == overdue_b
     assert [o.file_name for o in by_org["org-a"].applied] == ["ack.json"]
@@ -608,9 +608,9 @@ def test_a_local_ack_folder_linked_into_the_store_or_another_org_is_not_processe
 
     by_org = {summary.org_id: summary for summary in summaries}
     assert by_org["globex"].failure is None
-    assert by_org["evil"].failure_code == ExportError.CONFIG
+    assert by_org["evil"].failure_code == ErrorCode.CONFIG
     assert "the export store" in (by_org["evil"].failure or "")
-    assert by_org["mallory"].failure_code == ExportError.CONFIG
+    assert by_org["mallory"].failure_code == ErrorCode.CONFIG
     assert "org globex's export_path" in (by_org["mallory"].failure or "")
     # nothing moved, no processed/ or error/ created through the links
     assert (tree(store), tree(tmp_path / "dz")) == before

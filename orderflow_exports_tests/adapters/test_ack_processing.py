@@ -23,7 +23,7 @@ from orderflow_exports.application.acks.folder import ERROR_NOTE_SUFFIX, is_ack_
 from orderflow_exports.application.acks.processor import AckProcessor
 from orderflow_exports.application.acks.settings import AckSettings
 from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED, RejectAck
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.naming import DraftRef, export_filename
 from orderflow_exports.domain.ports import DropzoneSession, FolderEntry
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
@@ -241,7 +241,7 @@ class FailingMoves:
     def move_file(self, folder: str, name: str, subfolder: str) -> str:
         if self.fail:
             self.fail -= 1
-            raise ExportError(ExportError.CONNECTION, "connection reset", transient=True)
+            raise ExportError(ErrorCode.CONNECTION, "connection reset", transient=True)
         return self._inner.move_file(folder, name, subfolder)
 
 
@@ -588,7 +588,7 @@ class BrokenConnector:
         self.discarded: list[str] = []
 
     def session_for(self, config: ConnectorConfig) -> DropzoneSession:
-        raise ExportError(ExportError.CONNECTION, "connection refused", transient=True)
+        raise ExportError(ErrorCode.CONNECTION, "connection refused", transient=True)
 
     def discard(self, config: ConnectorConfig) -> None:
         self.discarded.append(config.org_id)

@@ -26,7 +26,7 @@ from orderflow_exports.adapters.sftp.protocol import SftpStream
 from orderflow_exports.adapters.sftp.session import open_sftp_session
 from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.adapters.test_ack_processing import (
     OneSession,
@@ -75,7 +75,7 @@ def test_an_ack_folder_over_the_limit_fails_its_org_only(
 
     by_org = {summary.org_id: summary for summary in summaries}
     failure = by_org["org-a"].failure or ""
-    assert by_org["org-a"].failure_code == ExportError.IO
+    assert by_org["org-a"].failure_code == ErrorCode.IO
     assert crowded.ack_path in failure and f"more than {LIMIT} entries" in failure
     assert not by_org["org-a"].outcomes and not by_org["org-a"].deadline_checked
     assert len(files(crowded.ack_path)) == LIMIT + 1  # nothing moved, nothing lost
@@ -136,7 +136,7 @@ def test_a_reply_claiming_more_entries_than_the_limit_is_refused_and_the_session
     try:
         with pytest.raises(ExportError) as refused:
             session.list_entries(config.ack_path)
-        assert refused.value.code == ExportError.IO and not refused.value.transient
+        assert refused.value.code == ErrorCode.IO and not refused.value.transient
         assert f"more than {DEFAULT_MAX_LISTING_ENTRIES} entries" in refused.value.message
         assert len(forged) == 1
         # The same connection answers the next listing, now the server's own.

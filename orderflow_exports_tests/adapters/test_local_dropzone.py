@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports_tests.support.components import require_component
 
 NAME = "acme_D-1_20261126T100000Z_3f2b6c1e-9a4d-4e8b-b1c7-0d5e6f7a8b9c.json"
@@ -44,7 +44,7 @@ def test_existing_final_name_is_never_replaced(source: Path, outbox: Path) -> No
     (outbox / NAME).write_bytes(b"the ERP's copy")
     with pytest.raises(ExportError) as info:
         LocalDropzoneSession().publish(str(outbox), NAME, source, source.stat().st_size)
-    assert info.value.code == ExportError.NAME_EXISTS and not info.value.transient
+    assert info.value.code == ErrorCode.NAME_EXISTS and not info.value.transient
     assert (outbox / NAME).read_bytes() == b"the ERP's copy"
     assert os.listdir(outbox) == [NAME]
 
@@ -52,14 +52,14 @@ def test_existing_final_name_is_never_replaced(source: Path, outbox: Path) -> No
 def test_size_mismatch_publishes_nothing(source: Path, outbox: Path) -> None:
     with pytest.raises(ExportError) as info:
         LocalDropzoneSession().publish(str(outbox), NAME, source, source.stat().st_size + 1)
-    assert info.value.code == ExportError.SIZE_MISMATCH
+    assert info.value.code == ErrorCode.SIZE_MISMATCH
     assert os.listdir(outbox) == []
 
 
 def test_missing_folder_is_a_permanent_config_error(source: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError) as info:
         LocalDropzoneSession().publish(str(tmp_path / "nope"), NAME, source, 1)
-    assert info.value.code == ExportError.CONFIG and not info.value.transient
+    assert info.value.code == ErrorCode.CONFIG and not info.value.transient
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
 def test_full_disk_leaves_no_temp_and_no_final_file(source: Path, tiny_tmpfs: Path) -> None:
     with pytest.raises(ExportError) as info:
         LocalDropzoneSession().publish(str(tiny_tmpfs), NAME, source, source.stat().st_size)
-    assert info.value.code == ExportError.DISK_FULL
+    assert info.value.code == ErrorCode.DISK_FULL
     assert os.listdir(tiny_tmpfs) == []
 
 

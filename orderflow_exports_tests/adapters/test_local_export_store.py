@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from orderflow_exports.adapters.stores.local import LocalExportStore
-from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
+from orderflow_exports.domain.errors import (
+    ArchiveConflict,
+    ErrorCode,
+    ExportError,
+    InvalidIdentifier,
+)
 from orderflow_exports.domain.naming import DraftRef
 
 ACME = DraftRef("acme", "D-1")
@@ -56,7 +61,7 @@ def test_org_view_refuses_every_key_of_another_org(tmp_path: Path) -> None:
     for attempt in attempts:
         with pytest.raises(ExportError) as refused:
             attempt()
-        assert refused.value.code == ExportError.ARCHIVE and not refused.value.transient
+        assert refused.value.code == ErrorCode.ARCHIVE and not refused.value.transient
     with pytest.raises(InvalidIdentifier):
         store.for_org("../globex")
     # The org's own keys work through the view.

@@ -32,7 +32,7 @@ from orderflow_exports.application.reconciliation import (
     Reconciler,
     ReconcileSettings,
 )
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode
 from orderflow_exports.domain.naming import DraftRef, export_filename, temp_filename
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord, NewExport
 from orderflow_exports.domain.status import ExportStatus
@@ -310,7 +310,7 @@ def test_fix_mode_removes_only_reported_temps_and_settles_only_orphans(
     for settled in (scene.orphan_pending, scene.orphan_claimed):
         assert (after[settled.id].status, after[settled.id].error_code) == (
             ExportStatus.FAILED,
-            ExportError.INTERRUPTED,
+            ErrorCode.INTERRUPTED,
         )
         assert after[settled.id].error_message is not None
         assert after[settled.id].error_message.endswith("(transient)")

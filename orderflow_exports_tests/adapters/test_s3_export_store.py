@@ -15,7 +15,12 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 
 from orderflow_exports.adapters.stores.s3 import CONTENT_TYPE, MiB, S3ExportStore, parse_s3_url
 from orderflow_exports.adapters.stores.s3_errors import classify_error
-from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
+from orderflow_exports.domain.errors import (
+    ArchiveConflict,
+    ErrorCode,
+    ExportError,
+    InvalidIdentifier,
+)
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports_tests.support.moto_s3 import MotoS3Server, S3Bucket
 
@@ -198,7 +203,7 @@ def test_declared_sha256_must_match_the_file(s3_bucket: S3Bucket, tmp_path: Path
     key = store.key_for(REF_A, EXPORT_ID)
     with pytest.raises(ExportError, match="declared") as caught:
         store.put_file(key, source, sha256=wrong, export_id=EXPORT_ID)
-    assert caught.value.code == ExportError.ARCHIVE
+    assert caught.value.code == ErrorCode.ARCHIVE
     assert not caught.value.transient
     assert s3_bucket.keys() == []
 
@@ -334,7 +339,7 @@ def test_multipart_failure_on_a_part_aborts_the_upload(s3_bucket: S3Bucket, tmp_
     with pytest.raises(ExportError) as caught:
         store.put_file(key, source, sha256=sha, export_id=EXPORT_ID)
 
-    assert caught.value.code == ExportError.ARCHIVE
+    assert caught.value.code == ErrorCode.ARCHIVE
     assert caught.value.transient
     assert client.calls == 2
     assert s3_bucket.pending_uploads() == []
@@ -485,7 +490,7 @@ def test_missing_bucket_is_permanent(s3_bucket: S3Bucket, tmp_path: Path) -> Non
     key = store.key_for(REF_A, EXPORT_ID)
     with pytest.raises(ExportError, match="NoSuchBucket") as caught:
         store.put_file(key, source, sha256=sha, export_id=EXPORT_ID)
-    assert caught.value.code == ExportError.ARCHIVE
+    assert caught.value.code == ErrorCode.ARCHIVE
     assert not caught.value.transient
 
 
@@ -500,7 +505,7 @@ def test_unreachable_endpoint_is_transient(moto_s3_server: MotoS3Server, tmp_pat
         source, sha = write(tmp_path / "export.json", b"{}")
         with pytest.raises(ExportError) as caught:
             store.put_file(store.key_for(REF_A, EXPORT_ID), source, sha256=sha, export_id=EXPORT_ID)
-    assert caught.value.code == ExportError.ARCHIVE
+    assert caught.value.code == ErrorCode.ARCHIVE
     assert caught.value.transient
 
 
@@ -533,7 +538,7 @@ def _client_error(code: str, status: int) -> ClientError:
 )
 def test_classify_error(error: Exception, transient: bool) -> None:
     classified = classify_error(error, "archiving to", "s3://b/k")
-    assert classified.code == ExportError.ARCHIVE
+    assert classified.code == ErrorCode.ARCHIVE
     assert classified.transient is transient
     assert "s3://b/k" in classified.message
 

@@ -10,7 +10,7 @@ import pytest
 from orderflow_exports.adapters.secrets import SecretScope, SecretUnavailable
 from orderflow_exports.adapters.sftp.session import open_sftp_session
 from orderflow_exports.adapters.sftp.settings import SftpSettings
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode
 from orderflow_exports_tests.adapters.test_sftp_dropzone import TcpProxy
 from orderflow_exports_tests.support.sshd import SshdServer
 
@@ -49,7 +49,7 @@ def test_a_cloud_credential_as_password_is_refused_before_connecting(
     with pytest.raises(SecretUnavailable) as caught:
         open_sftp_session(config, SETTINGS).connect()
 
-    assert (caught.value.code, caught.value.transient) == (ExportError.CONFIG, False)
+    assert (caught.value.code, caught.value.transient) == (ErrorCode.CONFIG, False)
     assert "outside org acme's secret scope" in str(caught.value)
     assert "wJalrXUtnFEMI" not in str(caught.value)
     assert counting_proxy.connections == 0  # the value never left for the server

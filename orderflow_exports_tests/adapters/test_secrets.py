@@ -16,7 +16,7 @@ from orderflow_exports.adapters.secrets import (
     parse_secret_dirs,
     resolve_secret,
 )
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode
 
 # Only a guard against a hang: a resolve that has not returned by then is a hang.
 HANG_GUARD_SECONDS = 30.0
@@ -45,7 +45,7 @@ def secret_file(path: Path, text: str, mode: int = 0o600) -> Path:
 def refused(scope: SecretScope, ref: str, org_id: str = "acme") -> str:
     with pytest.raises(SecretUnavailable) as caught:
         scope.resolve(ref, org_id)
-    assert (caught.value.code, caught.value.transient) == (ExportError.CONFIG, False)
+    assert (caught.value.code, caught.value.transient) == (ErrorCode.CONFIG, False)
     return str(caught.value)
 
 

@@ -27,7 +27,7 @@ from orderflow_exports.adapters.sftp.host_keys import parse_host_keys
 from orderflow_exports.adapters.sftp.protocol import SftpStream
 from orderflow_exports.adapters.sftp.session import SftpDropzoneSession, open_sftp_session
 from orderflow_exports.adapters.sftp.settings import SftpSettings
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.naming import temp_filename
 from orderflow_exports.domain.records import ConnectorConfig
 from orderflow_exports_tests.support.components import require_component
@@ -276,7 +276,7 @@ def test_wrong_host_key_is_refused_naming_both_fingerprints(
         open_sftp_session(config, SETTINGS)
 
     error = caught.value
-    assert (error.code, error.transient) == (ExportError.HOST_KEY, False)
+    assert (error.code, error.transient) == (ErrorCode.HOST_KEY, False)
     assert expected in error.message
     assert sshd_server.host_key_fingerprint in error.message
     assert names_in(dropzone) == []
@@ -289,7 +289,7 @@ def test_wrong_fingerprint_is_refused(sshd_server: SshdServer, dropzone: Path) -
     with pytest.raises(ExportError) as caught:
         open_sftp_session(config, SETTINGS)
 
-    assert caught.value.code == ExportError.HOST_KEY
+    assert caught.value.code == ErrorCode.HOST_KEY
     assert sshd_server.host_key_fingerprint in caught.value.message
 
 
@@ -303,7 +303,7 @@ def test_missing_host_key_refuses_and_names_the_presented_key(
     with pytest.raises(ExportError) as caught:
         open_sftp_session(config, SETTINGS)
 
-    assert (caught.value.code, caught.value.transient) == (ExportError.HOST_KEY, False)
+    assert (caught.value.code, caught.value.transient) == (ErrorCode.HOST_KEY, False)
     assert "no host key is configured" in caught.value.message
     assert sshd_server.host_key_fingerprint in caught.value.message
 
@@ -316,7 +316,7 @@ def test_unreadable_host_key_setting_is_a_config_error(
     with pytest.raises(ExportError) as caught:
         open_sftp_session(config, SETTINGS)
 
-    assert (caught.value.code, caught.value.transient) == (ExportError.CONFIG, False)
+    assert (caught.value.code, caught.value.transient) == (ErrorCode.CONFIG, False)
 
 
 def test_key_the_server_does_not_accept_is_an_auth_error(
@@ -332,7 +332,7 @@ def test_key_the_server_does_not_accept_is_an_auth_error(
     with pytest.raises(ExportError) as caught:
         open_sftp_session(config, SETTINGS)
 
-    assert (caught.value.code, caught.value.transient) == (ExportError.AUTH, False)
+    assert (caught.value.code, caught.value.transient) == (ErrorCode.AUTH, False)
 
 
 def test_broken_private_key_is_a_config_error_without_quoting_it(
@@ -348,7 +348,7 @@ def test_broken_private_key_is_a_config_error_without_quoting_it(
     with pytest.raises(ExportError) as caught:
         open_sftp_session(config, SETTINGS)
 
-    assert (caught.value.code, caught.value.transient) == (ExportError.CONFIG, False)
+    assert (caught.value.code, caught.value.transient) == (ErrorCode.CONFIG, False)
     assert "c2VjcmV0" not in str(caught.value)
 
 
@@ -365,7 +365,7 @@ def test_server_down_is_a_transient_connection_error(
     with pytest.raises(ExportError) as caught:
         open_sftp_session(config, SETTINGS)
 
-    assert (caught.value.code, caught.value.transient) == (ExportError.CONNECTION, True)
+    assert (caught.value.code, caught.value.transient) == (ErrorCode.CONNECTION, True)
 
 
 def test_upload_cut_once_is_repeated_on_a_new_connection(
@@ -402,7 +402,7 @@ def test_upload_cut_on_every_connection_fails_transient_without_a_final_file(
         with pytest.raises(ExportError) as caught:
             opened.publish(str(dropzone), "acme_d1.json", source, 3_000_000)
 
-        assert (caught.value.code, caught.value.transient) == (ExportError.CONNECTION, True)
+        assert (caught.value.code, caught.value.transient) == (ErrorCode.CONNECTION, True)
         assert proxy.connections == 2  # the one repeat, then it gave up
         assert final_names(dropzone) == []
 
@@ -455,7 +455,7 @@ def test_black_holed_connection_times_out(
         )
 
         assert isinstance(error, ExportError)
-        assert (error.code, error.transient) == (ExportError.TIMEOUT, True)
+        assert (error.code, error.transient) == (ErrorCode.TIMEOUT, True)
         assert final_names(dropzone) == []
     finally:
         run_bounded(opened.close)
@@ -470,7 +470,7 @@ def test_black_holed_server_times_out_while_connecting(
     error = run_bounded(lambda: open_sftp_session(config, FAST_TIMEOUTS))
 
     assert isinstance(error, ExportError)
-    assert (error.code, error.transient) == (ExportError.TIMEOUT, True)
+    assert (error.code, error.transient) == (ErrorCode.TIMEOUT, True)
 
 
 # --- server-side faults ---------------------------------------------------------------------------
@@ -505,7 +505,7 @@ def test_full_disk_fails_and_leaves_no_file(
     with pytest.raises(ExportError) as caught:
         session.publish(str(tiny_disk), "acme_d1.json", source, 2_500_000)
 
-    assert caught.value.code in (ExportError.DISK_FULL, ExportError.SIZE_MISMATCH)
+    assert caught.value.code in (ErrorCode.DISK_FULL, ErrorCode.SIZE_MISMATCH)
     assert names_in(tiny_disk) == []  # the temp file was removed too
     # The session survives: a file that fits still goes through.
     small = make_file(1000)
@@ -523,7 +523,7 @@ def test_existing_final_name_is_never_replaced(
     with pytest.raises(ExportError) as caught:
         session.publish(str(dropzone), "acme_d1.json", source, size)
 
-    assert (caught.value.code, caught.value.transient) == (ExportError.NAME_EXISTS, False)
+    assert (caught.value.code, caught.value.transient) == (ErrorCode.NAME_EXISTS, False)
     assert (dropzone / "acme_d1.json").read_bytes() == b"the ERP's copy"
     assert names_in(dropzone) == ["acme_d1.json"]
 
@@ -534,7 +534,7 @@ def test_missing_export_folder_is_a_config_error(
     with pytest.raises(ExportError) as caught:
         session.publish(str(dropzone / "absent"), "acme_d1.json", make_file(10), 10)
 
-    assert (caught.value.code, caught.value.transient) == (ExportError.CONFIG, False)
+    assert (caught.value.code, caught.value.transient) == (ErrorCode.CONFIG, False)
 
 
 def test_size_differing_from_the_expected_size_is_not_published(
@@ -545,7 +545,7 @@ def test_size_differing_from_the_expected_size_is_not_published(
     with pytest.raises(ExportError) as caught:
         session.publish(str(dropzone), "acme_d1.json", source, 999)
 
-    assert caught.value.code == ExportError.SIZE_MISMATCH
+    assert caught.value.code == ErrorCode.SIZE_MISMATCH
     assert names_in(dropzone) == []
 
 
@@ -570,7 +570,7 @@ def test_short_file_on_the_server_is_never_published(
     with pytest.raises(ExportError) as caught:
         session.publish(str(dropzone), "acme_d1.json", source, 600_000)
 
-    assert (caught.value.code, caught.value.transient) == (ExportError.SIZE_MISMATCH, True)
+    assert (caught.value.code, caught.value.transient) == (ErrorCode.SIZE_MISMATCH, True)
     assert names_in(dropzone) == []
 
 
@@ -677,7 +677,7 @@ def test_move_file_is_idempotent_and_never_overwrites(
 
     with pytest.raises(ExportError) as caught:
         session.move_file(str(dropzone), "never-there.json", "processed")
-    assert caught.value.code == ExportError.IO
+    assert caught.value.code == ErrorCode.IO
 
 
 def test_list_read_write_and_exists(session: SftpDropzoneSession, dropzone: Path) -> None:
@@ -689,11 +689,11 @@ def test_list_read_write_and_exists(session: SftpDropzoneSession, dropzone: Path
     # A missing ack folder is a fault to report, never "no acks".
     with pytest.raises(ExportError, match="does not exist") as missing:
         session.list_files(str(dropzone / "absent"))
-    assert missing.value.code == ExportError.CONFIG
+    assert missing.value.code == ErrorCode.CONFIG
     assert session.read_file(str(dropzone), "b.json", max_bytes=3) == b"bee"
     with pytest.raises(ExportError) as caught:
         session.read_file(str(dropzone), "a.json", max_bytes=99)
-    assert caught.value.code == ExportError.IO
+    assert caught.value.code == ErrorCode.IO
     assert session.exists(str(dropzone), "a.json")
     assert not session.exists(str(dropzone), "c.json")
 

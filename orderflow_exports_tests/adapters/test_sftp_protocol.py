@@ -29,7 +29,7 @@ from orderflow_exports.adapters.sftp.host_keys import parse_host_keys
 from orderflow_exports.adapters.sftp.protocol import WRITE_FLAGS, SftpStatusError, SftpStream
 from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.adapters.sftp.watchdog import Watchdog
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports_tests.support.sshd import SshdServer
 
 # The smallest write request, so that a small file already takes many pipelined writes.
@@ -199,7 +199,7 @@ def test_a_short_local_file_fails_the_upload_and_closes_the_handle(
             handle, path, io.BytesIO(b"12345"), 6, max_outstanding=OUTSTANDING, fsync=False
         )
 
-    assert caught.value.code == ExportError.SIZE_MISMATCH
+    assert caught.value.code == ErrorCode.SIZE_MISMATCH
     assert conn.stat(path) is not None  # the stream answers the next request
     with pytest.raises(SftpStatusError):
         conn.check(conn.send(CMD_CLOSE, handle), path)

@@ -25,7 +25,7 @@ from orderflow_exports.application.archive import archive_outcome
 from orderflow_exports.application.export_service import ExportService
 from orderflow_exports.application.publishing import ExportSettings
 from orderflow_exports.demo import SampleDraft, insert_drafts, local_connector
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.support.components import require_component
@@ -83,7 +83,7 @@ def test_a_full_spool_fails_one_draft_transiently_and_the_batch_goes_on(
         service.export(DraftRef("acme", "BIG"))
 
     error = info.value
-    assert error.code == ExportError.DISK_FULL and error.transient
+    assert error.code == ErrorCode.DISK_FULL and error.transient
     assert str(tiny_spool) in error.message and "acme:BIG" in error.message
     assert "No space left on device" in error.message
     assert _spool_files(tiny_spool) == [first.spool_file]  # no partial file of BIG

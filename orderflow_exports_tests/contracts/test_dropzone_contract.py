@@ -22,7 +22,7 @@ import pytest
 from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
 from orderflow_exports.adapters.sftp.session import open_sftp_session
 from orderflow_exports.adapters.sftp.settings import SftpSettings
-from orderflow_exports.domain.errors import ClaimLost, ExportError
+from orderflow_exports.domain.errors import ClaimLost, ErrorCode, ExportError
 from orderflow_exports.domain.naming import temp_filename
 from orderflow_exports.domain.ports import DropzoneSession, FolderEntry, NotARegularFile
 from orderflow_exports.domain.records import ConnectorConfig
@@ -181,21 +181,21 @@ def test_publish_never_replaces_a_file(dz: Zone, source: Path) -> None:
     dz.put(NAME, b"the ERP's copy")
     with pytest.raises(ExportError) as raised:
         dz.session.publish(dz.folder, NAME, source, source.stat().st_size)
-    assert raised.value.code == ExportError.NAME_EXISTS and not raised.value.transient
+    assert raised.value.code == ErrorCode.NAME_EXISTS and not raised.value.transient
     assert dz.names() == [NAME] and dz.data(NAME) == b"the ERP's copy"
 
 
 def test_a_size_other_than_expected_is_not_published(dz: Zone, source: Path) -> None:
     with pytest.raises(ExportError) as raised:
         dz.session.publish(dz.folder, NAME, source, source.stat().st_size + 1)
-    assert raised.value.code == ExportError.SIZE_MISMATCH
+    assert raised.value.code == ErrorCode.SIZE_MISMATCH
     assert dz.names() == []
 
 
 def test_publishing_into_a_missing_folder_is_a_config_error(dz: Zone, source: Path) -> None:
     with pytest.raises(ExportError) as raised:
         dz.session.publish(f"{dz.folder}/missing", NAME, source, source.stat().st_size)
-    assert raised.value.code == ExportError.CONFIG and not raised.value.transient
+    assert raised.value.code == ErrorCode.CONFIG and not raised.value.transient
 
 
 def test_remove_temp_settles_a_claimed_rename(dz: Zone) -> None:
@@ -269,7 +269,7 @@ def test_listing_a_missing_folder_is_a_config_error(dz: Zone) -> None:
     for listing in (dz.session.list_entries, dz.session.list_files):
         with pytest.raises(ExportError) as raised:
             listing(f"{dz.folder}/missing")
-        assert raised.value.code == ExportError.CONFIG and not raised.value.transient
+        assert raised.value.code == ErrorCode.CONFIG and not raised.value.transient
 
 
 def test_read_file_returns_the_bytes_up_to_max_bytes(dz: Zone) -> None:
@@ -277,7 +277,7 @@ def test_read_file_returns_the_bytes_up_to_max_bytes(dz: Zone) -> None:
     assert dz.session.read_file(dz.folder, "ack.json", 2000) == b"x" * 2000
     with pytest.raises(ExportError, match="larger than 1999 bytes") as raised:
         dz.session.read_file(dz.folder, "ack.json", 1999)
-    assert raised.value.code == ExportError.IO and not raised.value.transient
+    assert raised.value.code == ErrorCode.IO and not raised.value.transient
 
 
 def test_read_file_never_follows_a_symlink(dz: Zone) -> None:
@@ -315,7 +315,7 @@ def test_move_file_refuses_a_symlinked_subfolder(dz: Zone) -> None:
     dz.put("a.json", b"1")
     with pytest.raises(ExportError) as raised:
         dz.session.move_file(dz.folder, "a.json", "processed")
-    assert raised.value.code == ExportError.CONFIG
+    assert raised.value.code == ErrorCode.CONFIG
     assert dz.session.list_files(dz.folder) == ["a.json"]
 
 

@@ -15,7 +15,12 @@ import pytest
 
 from orderflow_exports.adapters.stores.local import LocalExportStore
 from orderflow_exports.adapters.stores.s3 import S3ExportStore
-from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
+from orderflow_exports.domain.errors import (
+    ArchiveConflict,
+    ErrorCode,
+    ExportError,
+    InvalidIdentifier,
+)
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import ExportStore
 from orderflow_exports_tests.fakes.store import FakeExportStore
@@ -45,7 +50,7 @@ def spooled(tmp_path: Path, data: bytes, name: str = "spool.json") -> tuple[Path
 
 
 def refused(error: pytest.ExceptionInfo[ExportError]) -> bool:
-    return error.value.code == ExportError.ARCHIVE and not error.value.transient
+    return error.value.code == ErrorCode.ARCHIVE and not error.value.transient
 
 
 def test_keys_follow_the_one_rule(store: ExportStore) -> None:

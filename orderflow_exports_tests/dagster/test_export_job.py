@@ -12,6 +12,7 @@ import pytest
 from orderflow_exports import defs
 from orderflow_exports.defs.assets import approved_drafts, export_json
 from orderflow_exports.demo import SampleDraft
+from orderflow_exports.domain.errors import ErrorCode
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.support.documents import (
     SNAPSHOT_CREATED_AT,
@@ -262,7 +263,7 @@ def test_an_error_after_the_rename_is_checked_against_the_dropzone(
 
     def publish_then_time_out(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         real_publish(self, *args, **kwargs)
-        raise ExportError(ExportError.TIMEOUT, "no reply to the rename", transient=True)
+        raise ExportError(ErrorCode.TIMEOUT, "no reply to the rename", transient=True)
 
     monkeypatch.setattr(LocalDropzoneSession, "publish", publish_then_time_out)
     result = env.run_export([key])

@@ -26,7 +26,7 @@ from orderflow_exports.defs.assets import EXPORT_ARCHIVE_IO_MANAGER_KEY, export_
 from orderflow_exports.defs.partitions import approved_drafts_partitions
 from orderflow_exports.defs.resources import ExportStoreResource
 from orderflow_exports.demo import SampleDraft
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
@@ -338,4 +338,4 @@ def test_an_org_view_of_the_resource_refuses_every_other_orgs_key(s3_env: S3Env)
         for attempt in attempts:
             with pytest.raises(ExportError) as refused:
                 attempt()
-            assert refused.value.code == ExportError.ARCHIVE and not refused.value.transient
+            assert refused.value.code == ErrorCode.ARCHIVE and not refused.value.transient

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from orderflow_exports.domain.endpoints import login_key
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.naming import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
@@ -67,7 +67,7 @@ def _norm(folder: str) -> str:
 def _check_name(name: str, folder: str) -> None:
     if not name or name in (".", "..") or "/" in name or "\x00" in name:
         raise ExportError(
-            ExportError.CONFIG, f"{name!r} is not a plain file name in {folder}", transient=False
+            ErrorCode.CONFIG, f"{name!r} is not a plain file name in {folder}", transient=False
         )
 
 
@@ -218,7 +218,7 @@ class FakeDropzoneSession:
             parent = self._folder(posixpath.dirname(_norm(folder)))
             node = None if parent is None else parent.get(posixpath.basename(_norm(folder)))
             why = "is not a folder" if node is not None else "does not exist"
-            raise ExportError(ExportError.CONFIG, f"folder {folder} {why}", transient=False)
+            raise ExportError(ErrorCode.CONFIG, f"folder {folder} {why}", transient=False)
         return files
 
     def publish(
@@ -237,11 +237,11 @@ class FakeDropzoneSession:
             files = self._folder(folder)
             if files is None:
                 raise ExportError(
-                    ExportError.CONFIG, f"export folder {folder} does not exist", transient=False
+                    ErrorCode.CONFIG, f"export folder {folder} does not exist", transient=False
                 )
             if final_name in files:
                 raise ExportError(
-                    ExportError.NAME_EXISTS,
+                    ErrorCode.NAME_EXISTS,
                     f"{final} already exists; not replacing it",
                     transient=False,
                 )
@@ -252,13 +252,13 @@ class FakeDropzoneSession:
                 data = source.read_bytes()
             except OSError as exc:
                 raise ExportError(
-                    ExportError.IO, f"cannot read {source}: {exc.strerror or exc}", transient=False
+                    ErrorCode.IO, f"cannot read {source}: {exc.strerror or exc}", transient=False
                 ) from exc
             with zone.lock:
                 files[temp] = FakeNode("file", data, zone.clock())
             if len(data) != expected_size:
                 raise ExportError(
-                    ExportError.SIZE_MISMATCH,
+                    ErrorCode.SIZE_MISMATCH,
                     f"{temp} has {len(data)} bytes, expected {expected_size}",
                     transient=True,
                 )
@@ -270,13 +270,13 @@ class FakeDropzoneSession:
             with zone.lock:
                 if temp not in files:
                     raise ExportError(
-                        ExportError.INTERRUPTED,
+                        ErrorCode.INTERRUPTED,
                         f"{temp} was removed before its rename to {final}; not publishing it",
                         transient=True,
                     )
                 if final_name in files:
                     raise ExportError(
-                        ExportError.NAME_EXISTS,
+                        ErrorCode.NAME_EXISTS,
                         f"{final} appeared during the upload; not replacing it",
                         transient=False,
                     )
@@ -356,14 +356,14 @@ class FakeDropzoneSession:
             node = self._require_folder(folder).get(name)
             if node is None:
                 raise ExportError(
-                    ExportError.CONFIG, f"reading {path}: no such file", transient=False
+                    ErrorCode.CONFIG, f"reading {path}: no such file", transient=False
                 )
             if node.kind != "file":
                 raise NotARegularFile(path, _DESCRIBED.get(node.kind, "a socket or device"))
             data = node.data
         if len(data) > max_bytes:
             raise ExportError(
-                ExportError.IO, f"{path} is larger than {max_bytes} bytes", transient=False
+                ErrorCode.IO, f"{path} is larger than {max_bytes} bytes", transient=False
             )
         self.zone.run_hooks("read_file", "after", path)
         return data
@@ -378,7 +378,7 @@ class FakeDropzoneSession:
             node = files.get(subfolder)
             if node is not None and node.kind != "dir":
                 raise ExportError(
-                    ExportError.CONFIG,
+                    ErrorCode.CONFIG,
                     f"{posixpath.join(folder, subfolder)} is not a real folder (a symbolic link "
                     "or a file); refusing to use it",
                     transient=False,
@@ -402,7 +402,7 @@ class FakeDropzoneSession:
             if name in target_files:
                 return name  # moved by an earlier, interrupted pass
             raise ExportError(
-                ExportError.IO, f"{posixpath.join(folder, name)} is not there", transient=False
+                ErrorCode.IO, f"{posixpath.join(folder, name)} is not there", transient=False
             )
         for counter in range(_MAX_NAME_SUFFIX + 1):
             target = name if counter == 0 else f"{name}.{counter}"
@@ -410,7 +410,7 @@ class FakeDropzoneSession:
                 target_files[target] = files.pop(name)
                 return target
         raise ExportError(
-            ExportError.NAME_EXISTS,
+            ErrorCode.NAME_EXISTS,
             f"{_MAX_NAME_SUFFIX} files named {name}(.N) already in {folder}/{subfolder}",
             transient=False,
         )
@@ -424,7 +424,7 @@ class FakeDropzoneSession:
             node = None if parent is None else parent.get(posixpath.basename(_norm(folder)))
             if node is not None and node.kind != "dir":
                 raise ExportError(
-                    ExportError.CONFIG,
+                    ErrorCode.CONFIG,
                     f"{folder} is not a real folder (a symbolic link or a file); refusing it",
                     transient=False,
                 )

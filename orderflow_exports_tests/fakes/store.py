@@ -5,7 +5,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
+from orderflow_exports.domain.errors import (
+    ArchiveConflict,
+    ErrorCode,
+    ExportError,
+    InvalidIdentifier,
+)
 from orderflow_exports.domain.naming import (
     DraftRef,
     archive_key,
@@ -17,7 +22,7 @@ from orderflow_exports.domain.naming import (
 
 
 def _refused(why: str) -> ExportError:
-    return ExportError(ExportError.ARCHIVE, why, transient=False)
+    return ExportError(ErrorCode.ARCHIVE, why, transient=False)
 
 
 class FakeExportStore:

@@ -31,7 +31,7 @@ from orderflow_exports import defs
 from orderflow_exports.adapters import local_dropzone
 from orderflow_exports.adapters.local_dropzone import LocalDropzoneSession
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 
 OUTAGE_SWITCH_ENV = "ORDERFLOW_TEST_OUTAGE_SWITCH"
 UNTIL_REMOVED = -1
@@ -78,7 +78,7 @@ def outage_publish(switch: Path) -> Any:
     ) -> str:
         if _outage_takes(switch):
             raise ExportError(
-                ExportError.CONNECTION,
+                ErrorCode.CONNECTION,
                 f"dropzone for {folder} unreachable: [Errno 111] Connection refused "
                 "(injected outage)",
                 transient=True,

@@ -25,7 +25,7 @@ def test_only_connection_and_timeout_pass_by_themselves() -> None:
 
 
 def test_an_error_takes_its_transience_from_its_code_unless_told() -> None:
-    assert ExportError(ExportError.CONNECTION, "refused").transient is True
+    assert ExportError(ErrorCode.CONNECTION, "refused").transient is True
     assert ExportError("AUTH", "denied").transient is False
     assert ExportError(ErrorCode.AUTH, "denied").code is ErrorCode.AUTH
     told = ExportError(ErrorCode.ARCHIVE, "SlowDown", transient=True)

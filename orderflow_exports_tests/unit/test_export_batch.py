@@ -16,7 +16,7 @@ from orderflow_exports.application.planning import (
     RequestPlan,
     plan_runs,
 )
-from orderflow_exports.domain.errors import AlreadyInFlight, ArchiveConflict, ExportError
+from orderflow_exports.domain.errors import AlreadyInFlight, ArchiveConflict, ErrorCode, ExportError
 from orderflow_exports.domain.export_requests import RequestOutcome, RequestReason
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import ExportRequests, ExportStore
@@ -117,7 +117,7 @@ def _refs(*keys: str) -> dict[str, DraftRef]:
 
 def test_a_partial_failure_archives_what_went_out_and_reports_each_draft(tmp_path: Path) -> None:
     store, requests = _Store(), _Requests()
-    down = ExportError(ExportError.CONNECTION, "refused", transient=True)
+    down = ExportError(ErrorCode.CONNECTION, "refused", transient=True)
     results: dict[str, str | Exception] = {
         "acme:D-1": "e1",
         "acme:D-2": down,

@@ -7,7 +7,7 @@ import pytest
 
 from orderflow_exports.application.planning import outcome_of_error
 from orderflow_exports.domain.drafts import DraftOrder
-from orderflow_exports.domain.errors import AlreadyInFlight, ClaimLost, ExportError
+from orderflow_exports.domain.errors import AlreadyInFlight, ClaimLost, ErrorCode, ExportError
 from orderflow_exports.domain.export_requests import (
     MAX_BACKOFF,
     MAX_REDRIVES,
@@ -127,7 +127,7 @@ def test_a_late_report_of_a_run_that_lost_its_claim_records_no_outcome() -> None
     # The run that took the row over reports; the stalled one must not overwrite it.
     assert outcome_of_error(ClaimLost("run 1 lost its claim on export E-1")) is None
     assert outcome_of_error(AlreadyInFlight("acme:D-1 is PENDING")) is None
-    interrupted = ExportError(ExportError.INTERRUPTED, "stopped", transient=False)
+    interrupted = ExportError(ErrorCode.INTERRUPTED, "stopped", transient=False)
     assert outcome_of_error(interrupted) is RequestOutcome.PERMANENT
 
 

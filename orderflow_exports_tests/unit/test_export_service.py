@@ -18,6 +18,7 @@ from orderflow_exports.domain.errors import (
     AlreadyInFlight,
     ConnectorNotConfigured,
     DraftRefused,
+    ErrorCode,
     ExportError,
 )
 from orderflow_exports.domain.naming import DraftRef, temp_filename
@@ -124,7 +125,7 @@ def test_a_connector_breaking_the_rules_fails_its_own_org_only(ports: ExportPort
     service = ports.run()
     with pytest.raises(ExportError, match="is refused") as refused:
         service.export(DraftRef("globex", "G-1"))
-    assert refused.value.code == ExportError.CONFIG and not refused.value.transient
+    assert refused.value.code == ErrorCode.CONFIG and not refused.value.transient
     assert service.export(REF).action == "sent"
 
 
@@ -189,7 +190,7 @@ def test_a_pending_export_interrupted_before_its_rename_is_failed_and_retried(
     assert outcome.action == "sent" and outcome.record.attempt == 2
     old = ports.ledger.get(stalled.id)
     assert old is not None and old.status is ExportStatus.FAILED
-    assert old.error_code == ExportError.INTERRUPTED and "dead-run" in (old.error_message or "")
+    assert old.error_code == ErrorCode.INTERRUPTED and "dead-run" in (old.error_message or "")
     # The rename right was taken from the stalled run: it can never rename any more.
     assert old.rename_started_at is not None
     assert ports.zone.names(OUTBOX) == [outcome.record.filename]
@@ -242,7 +243,7 @@ def test_a_pending_export_is_left_pending_when_the_dropzone_cannot_be_asked(
     ports: ExportPorts,
 ) -> None:
     stalled = ports.pending()
-    ports.zone.fail("exists", ExportError(ExportError.TIMEOUT, "no answer", transient=True))
+    ports.zone.fail("exists", ExportError(ErrorCode.TIMEOUT, "no answer", transient=True))
     with pytest.raises(ExportError, match="no answer"):
         ports.run().export(REF, run_id="run-2")
     assert status_of(ports, stalled.id) is ExportStatus.PENDING

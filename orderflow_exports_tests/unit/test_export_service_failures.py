@@ -13,6 +13,7 @@ import pytest
 
 from orderflow_exports.domain.errors import (
     ClaimLost,
+    ErrorCode,
     ExportError,
     NotAttempted,
     RenameOutcomeUnknown,
@@ -43,14 +44,14 @@ def ports(tmp_path: Path) -> ExportPorts:
 def test_a_permanent_failure_is_recorded_and_not_repeated_in_the_same_run(
     ports: ExportPorts,
 ) -> None:
-    full = ExportError(ExportError.DISK_FULL, "no space left on the dropzone", transient=False)
+    full = ExportError(ErrorCode.DISK_FULL, "no space left on the dropzone", transient=False)
     ports.zone.fail("write_temp", full)
     service = ports.run()
     with pytest.raises(ExportError) as first:
         service.export(REF, run_id="run-1")
     assert first.value is full
     (failed,) = rows_of(ports)
-    assert failed.status is ExportStatus.FAILED and failed.error_code == ExportError.DISK_FULL
+    assert failed.status is ExportStatus.FAILED and failed.error_code == ErrorCode.DISK_FULL
     assert (failed.error_message or "").endswith("(permanent)")
     assert not service.spool_path(REF, failed.id).exists()  # a FAILED attempt is never archived
     assert ports.zone.names(OUTBOX) == []
@@ -69,7 +70,7 @@ def test_a_permanent_failure_is_recorded_and_not_repeated_in_the_same_run(
 def test_a_permanent_failure_does_not_stop_a_forced_resend_in_the_same_run(
     ports: ExportPorts,
 ) -> None:
-    ports.zone.fail("write_temp", ExportError(ExportError.PERMISSION, "denied", transient=False))
+    ports.zone.fail("write_temp", ExportError(ErrorCode.PERMISSION, "denied", transient=False))
     service = ports.run()
     with pytest.raises(ExportError):
         service.export(REF, run_id="run-1")
@@ -79,7 +80,7 @@ def test_a_permanent_failure_does_not_stop_a_forced_resend_in_the_same_run(
 def test_a_transient_publish_failure_fails_the_attempt_and_the_next_try_makes_another(
     ports: ExportPorts,
 ) -> None:
-    ports.zone.fail("write_temp", ExportError(ExportError.IO, "i/o error", transient=True))
+    ports.zone.fail("write_temp", ExportError(ErrorCode.IO, "i/o error", transient=True))
     service = ports.run()
     with pytest.raises(ExportError, match="i/o error") as raised:
         service.export(REF, run_id="run-1")
@@ -98,7 +99,7 @@ def test_an_unexpected_error_while_publishing_is_a_transient_io_failure(ports: E
     ports.zone.fail("write_temp", RuntimeError("boom"))
     with pytest.raises(ExportError, match="RuntimeError: boom") as raised:
         ports.run().export(REF, run_id="run-1")
-    assert raised.value.code == ExportError.IO and raised.value.transient
+    assert raised.value.code == ErrorCode.IO and raised.value.transient
     assert rows_of(ports)[0].status is ExportStatus.FAILED
 
 
@@ -109,7 +110,7 @@ def test_a_refused_connection_costs_no_row_and_stops_that_login_for_the_run(
     second = DraftRef("acme", "D-2")
     ports.add(acme, second)
     ports.add(globex, DraftRef("globex", "G-1"))
-    refused = ExportError(ExportError.CONNECTION, "connection refused", transient=True)
+    refused = ExportError(ErrorCode.CONNECTION, "connection refused", transient=True)
     ports.zone.fail("connect", refused)
 
     service = ports.run()
@@ -120,7 +121,7 @@ def test_a_refused_connection_costs_no_row_and_stops_that_login_for_the_run(
     # The login failed once in this run: its other drafts are not attempted at all.
     with pytest.raises(NotAttempted, match="not attempted") as skipped:
         service.export(second, run_id="run-1")
-    assert skipped.value.code == ExportError.CONNECTION and skipped.value.transient
+    assert skipped.value.code == ErrorCode.CONNECTION and skipped.value.transient
     assert ports.ledger.rows() == [] and ports.zone.connects == []
     # Another login on the same server is tried on its own.
     assert service.export(DraftRef("globex", "G-1"), run_id="run-1").action == "sent"
@@ -135,17 +136,17 @@ def test_a_permanent_login_failure_gets_its_failed_row_and_hides_its_detail_from
     acme, globex = sftp_config("acme", shared_key), sftp_config("globex", shared_key)
     ports.add(acme)
     ports.add(globex, DraftRef("globex", "G-1"))
-    auth = ExportError(ExportError.AUTH, "key /secrets/shared/id_ed25519 refused", transient=False)
+    auth = ExportError(ErrorCode.AUTH, "key /secrets/shared/id_ed25519 refused", transient=False)
     ports.zone.fail("connect", auth, times=None)
 
     service = ports.run()
     with pytest.raises(ExportError, match="refused"):
         service.export(REF, run_id="run-1")
     (row,) = rows_of(ports)
-    assert row.status is ExportStatus.FAILED and row.error_code == ExportError.AUTH
+    assert row.status is ExportStatus.FAILED and row.error_code == ErrorCode.AUTH
     with pytest.raises(NotAttempted) as skipped:
         service.export(DraftRef("globex", "G-1"), run_id="run-1")
-    assert skipped.value.code == ExportError.AUTH and not skipped.value.transient
+    assert skipped.value.code == ErrorCode.AUTH and not skipped.value.transient
     assert "id_ed25519" not in str(skipped.value)  # acme's detail stays acme's
     assert rows_of(ports, DraftRef("globex", "G-1")) == []
 
@@ -153,7 +154,7 @@ def test_a_permanent_login_failure_gets_its_failed_row_and_hides_its_detail_from
 def test_a_connection_lost_while_publishing_discards_the_session(ports: ExportPorts) -> None:
     acme = sftp_config("acme")
     ports.add(acme)
-    ports.zone.fail("write_temp", ExportError(ExportError.CONNECTION, "reset", transient=True))
+    ports.zone.fail("write_temp", ExportError(ErrorCode.CONNECTION, "reset", transient=True))
     service = ports.run()
     with pytest.raises(ExportError, match="reset"):
         service.export(REF, run_id="run-1")
@@ -171,7 +172,7 @@ def test_a_spool_folder_that_cannot_be_written_costs_no_row(
     ports.spool = blocker
     with pytest.raises(ExportError, match="spool folder") as raised:
         ports.run().export(REF, run_id="run-1")
-    assert raised.value.code == ExportError.IO and raised.value.transient
+    assert raised.value.code == ErrorCode.IO and raised.value.transient
     assert ports.ledger.rows() == [] and ports.zone.names(OUTBOX) == []
 
 
@@ -212,7 +213,7 @@ def test_a_lost_rename_reply_with_the_temp_file_still_there_fails_the_attempt(
     with pytest.raises(RenameOutcomeUnknown):
         service.export(REF, run_id="run-1")
     (row,) = rows_of(ports)
-    assert row.status is ExportStatus.FAILED and row.error_code == ExportError.CONNECTION
+    assert row.status is ExportStatus.FAILED and row.error_code == ErrorCode.CONNECTION
     assert ports.zone.names(OUTBOX) == []  # temp file removed: it can never be renamed now
     assert service.export(REF, run_id="run-1").record.attempt == 2
 
@@ -221,7 +222,7 @@ def test_a_lost_rename_reply_that_cannot_be_checked_leaves_the_row_pending(
     ports: ExportPorts,
 ) -> None:
     ports.zone.fail("rename", lost_reply(), after=True)
-    ports.zone.fail("exists", ExportError(ExportError.TIMEOUT, "no answer", transient=True))
+    ports.zone.fail("exists", ExportError(ErrorCode.TIMEOUT, "no answer", transient=True))
     service = ports.run()
     with pytest.raises(RenameOutcomeUnknown):
         service.export(REF, run_id="run-1")
@@ -249,7 +250,7 @@ def test_a_run_whose_rename_right_was_taken_renames_nothing(ports: ExportPorts) 
     service = ports.run()
     with pytest.raises(ClaimLost, match="lost its claim") as lost:
         service.export(REF, run_id="run-1")
-    assert lost.value.code == ExportError.INTERRUPTED and not lost.value.transient
+    assert lost.value.code == ErrorCode.INTERRUPTED and not lost.value.transient
     (row,) = rows_of(ports)
     assert row.status is ExportStatus.PENDING  # left to whoever holds the right
     assert ports.zone.names(OUTBOX) == []  # temp file removed, nothing renamed
@@ -263,7 +264,7 @@ def test_a_run_whose_row_was_failed_meanwhile_reports_its_lost_claim(ports: Expo
         ports.ledger.mark_failed(
             row.id, expected=ExportStatus.PENDING, code="INTERRUPTED", message="x", at=START
         )
-        raise ExportError(ExportError.IO, "write failed", transient=True)
+        raise ExportError(ErrorCode.IO, "write failed", transient=True)
 
     ports.zone.on("write_temp", reconciler_fails_it, after=True)
     with pytest.raises(ClaimLost, match="now FAILED"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orderflow_exports.domain.errors import ExportError, RenameOutcomeUnknown
+from orderflow_exports.domain.errors import ErrorCode, ExportError, RenameOutcomeUnknown
 from orderflow_exports.domain.naming import temp_filename
 from orderflow_exports.domain.records import ConnectorConfig
 from orderflow_exports_tests.fakes.dropzone import FakeDropzone
@@ -41,7 +41,7 @@ def source(tmp_path: Path) -> Path:
 def test_a_fault_fires_the_given_number_of_times(source: Path) -> None:
     zone = FakeDropzone()
     zone.make_folder(FOLDER)
-    full = ExportError(ExportError.DISK_FULL, "full", transient=False)
+    full = ExportError(ErrorCode.DISK_FULL, "full", transient=False)
     zone.fail("write_temp", full, times=2)
     session = zone.session_for(ACME)
     for _ in range(2):
@@ -74,7 +74,7 @@ def test_a_fault_before_a_claimed_rename_leaves_the_temp_file(source: Path) -> N
 
 def test_sessions_are_shared_per_login_and_a_refused_connect_caches_nothing() -> None:
     zone = FakeDropzone()
-    refused = ExportError(ExportError.CONNECTION, "refused", transient=True)
+    refused = ExportError(ErrorCode.CONNECTION, "refused", transient=True)
     zone.fail("connect", refused)
     with pytest.raises(ExportError):
         zone.session_for(ACME)

@@ -23,7 +23,7 @@ from orderflow_exports.adapters.sftp.host_keys import (
 )
 from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.adapters.sftp.watchdog import Watchdog
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.records import ConnectorConfig
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,13 @@ def open_connection(
         )
     except TimeoutError as exc:
         raise ExportError(
-            ExportError.TIMEOUT,
+            ErrorCode.TIMEOUT,
             f"connecting to {where}: no answer within {settings.connect_timeout:g} s",
             transient=True,
         ) from exc
     except OSError as exc:
         raise ExportError(
-            ExportError.CONNECTION,
+            ErrorCode.CONNECTION,
             f"connecting to {where}: {exc.strerror or exc}",
             transient=True,
         ) from exc
@@ -121,14 +121,14 @@ def open_connection(
         transport.close()
         if fired or isinstance(exc, TimeoutError):
             raise ExportError(
-                ExportError.TIMEOUT,
+                ErrorCode.TIMEOUT,
                 f"{phase} {where}: no progress within {limit:g} s",
                 transient=True,
             ) from exc
         if isinstance(exc, paramiko.AuthenticationException):
-            raise ExportError(ExportError.AUTH, f"{phase} {where}: {exc}", transient=False) from exc
+            raise ExportError(ErrorCode.AUTH, f"{phase} {where}: {exc}", transient=False) from exc
         raise ExportError(
-            ExportError.CONNECTION,
+            ErrorCode.CONNECTION,
             f"{phase} {where}: {exc or type(exc).__name__}",
             transient=True,
         ) from exc
@@ -152,7 +152,7 @@ def cipher_order(preferred: Iterable[str], available: Iterable[str]) -> list[str
     unknown = [name for name in first if name not in available]
     if unknown:
         raise ExportError(
-            ExportError.CONFIG,
+            ErrorCode.CONFIG,
             f"unknown SFTP cipher(s) {', '.join(unknown)}; paramiko knows {', '.join(available)}",
             transient=False,
         )

@@ -44,7 +44,7 @@ from orderflow_exports.adapters.sftp.protocol import (
 )
 from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.adapters.sftp.watchdog import Watchdog
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class SftpConnection:
                     self.check(pending.popleft(), path)
             if offset != expected_size:
                 raise ExportError(
-                    ExportError.SIZE_MISMATCH,
+                    ErrorCode.SIZE_MISMATCH,
                     f"the local file for {path} has {offset} bytes, expected {expected_size}",
                     transient=False,
                 )
@@ -304,5 +304,5 @@ def read_local(reader: IO[bytes], size: int, path: str) -> bytes:
         return reader.read(size)
     except OSError as exc:
         raise ExportError(
-            ExportError.IO, f"reading the local file for {path}: {exc}", transient=False
+            ErrorCode.IO, f"reading the local file for {path}: {exc}", transient=False
         ) from exc

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from orderflow_exports.adapters.secrets import SecretScope, resolve_secret
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 
 
 def load_private_key(
@@ -42,7 +42,7 @@ def load_private_key(
             break
     if loaded is None:
         raise ExportError(
-            ExportError.CONFIG,
+            ErrorCode.CONFIG,
             f"private key {ref} is not a readable OpenSSH or PEM private key "
             "(or its passphrase, taken from password_ref, is wrong)",
             transient=False,
@@ -56,7 +56,7 @@ def load_private_key(
         key_class = paramiko.ECDSAKey
     else:
         raise ExportError(
-            ExportError.CONFIG,
+            ErrorCode.CONFIG,
             f"private key {ref} is a {type(loaded).__name__}; use ed25519, RSA or ECDSA",
             transient=False,
         )
@@ -64,7 +64,7 @@ def load_private_key(
         return key_class.from_private_key(io.StringIO(text), password=used)
     except Exception:  # noqa: BLE001
         raise ExportError(
-            ExportError.CONFIG, f"private key {ref} cannot be loaded by paramiko", transient=False
+            ErrorCode.CONFIG, f"private key {ref} cannot be loaded by paramiko", transient=False
         ) from None
 
 
@@ -110,7 +110,7 @@ def authenticate(
             refused.append(f"password {password_ref} ({exc})")
     if not transport.is_authenticated():
         raise ExportError(
-            ExportError.AUTH,
+            ErrorCode.AUTH,
             f"authenticating to {where} as {username} failed: "
             + ("; ".join(refused) or "no credentials"),
             transient=False,

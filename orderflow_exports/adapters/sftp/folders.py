@@ -17,7 +17,7 @@ from paramiko.sftp_attr import SFTPAttributes
 
 from orderflow_exports.adapters.sftp.connection import FolderTooLarge, SftpConnection
 from orderflow_exports.adapters.sftp.protocol import SftpStatusError, attrs_or_none
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.naming import is_our_temp_file
 from orderflow_exports.domain.ports import FolderEntry, NotARegularFile
 
@@ -91,7 +91,7 @@ def ensure_real_dir(conn: SftpConnection, folder: str) -> None:
     kind = kind_of(attrs.st_mode if attrs else None, _longname(attrs))
     if attrs is None or kind != "dir":
         raise ExportError(
-            ExportError.CONFIG,
+            ErrorCode.CONFIG,
             f"{folder} is not a real folder ({kind}); refusing to use it",
             transient=False,
         )
@@ -118,7 +118,7 @@ def makedirs(conn: SftpConnection, folder: str) -> None:
     attrs = conn.stat(folder)
     if attrs is not None:
         if attrs.st_mode is not None and not stat.S_ISDIR(attrs.st_mode):
-            raise ExportError(ExportError.CONFIG, f"{folder} is not a folder", transient=False)
+            raise ExportError(ErrorCode.CONFIG, f"{folder} is not a folder", transient=False)
         return
     parent = posixpath.dirname(folder.rstrip("/"))
     if parent and parent != folder:
@@ -143,7 +143,7 @@ def list_folder(
         return conn.listdir(folder, max_entries)
     except FolderTooLarge as exc:
         raise ExportError(
-            ExportError.IO,
+            ErrorCode.IO,
             f"folder {folder} on {where} has more than {exc.limit} entries; "
             "not reading it (fewer files there, or a higher max_listing_entries)",
             transient=False,
@@ -151,7 +151,7 @@ def list_folder(
     except SftpStatusError as exc:
         if exc.sftp_code == SFTP_NO_SUCH_FILE:
             raise ExportError(
-                ExportError.CONFIG,
+                ErrorCode.CONFIG,
                 f"folder {folder} does not exist on {where}",
                 transient=False,
             ) from exc
@@ -220,7 +220,7 @@ def move_into(conn: SftpConnection, folder: str, name: str, subfolder: str, wher
         if target_attrs is not None:
             return target  # moved by an earlier, interrupted pass
         raise ExportError(
-            ExportError.IO,
+            ErrorCode.IO,
             f"{source} is not on {where} (nor in {subfolder}/)",
             transient=False,
         )
@@ -229,7 +229,7 @@ def move_into(conn: SftpConnection, folder: str, name: str, subfolder: str, wher
             return target
         target = join(target_dir, f"{name}.{counter}")
     raise ExportError(
-        ExportError.NAME_EXISTS,
+        ErrorCode.NAME_EXISTS,
         f"{_MAX_NAME_SUFFIX} files named {name}(.N) already in {target_dir}",
         transient=False,
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def check_host_key(
     shown = f"{presented.get_name()} {presented.fingerprint}"
     if not pins:
         raise ExportError(
-            ExportError.HOST_KEY,
+            ErrorCode.HOST_KEY,
             f"no host key is configured for {where} (org {org_id}); "
             f"the server presented {shown}. Check it with the server's owner, then set "
             "host_key; refusing to connect without one",
@@ -119,7 +119,7 @@ def check_host_key(
         return
     expected = " or ".join(pin.describe() for pin in pins)
     raise ExportError(
-        ExportError.HOST_KEY,
+        ErrorCode.HOST_KEY,
         f"host key of {where} does not match: expected {expected}, the server "
         f"presented {shown}. Refusing to connect (the server may have been replaced, or the "
         "connection intercepted); update host_key only after checking the new key",

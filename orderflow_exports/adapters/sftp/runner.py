@@ -17,7 +17,7 @@ from orderflow_exports.adapters.sftp.host_keys import parse_host_keys
 from orderflow_exports.adapters.sftp.protocol import SftpStatusError
 from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.adapters.sftp.watchdog import Watchdog
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.records import ConnectorConfig
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class ConnectionRunner:
     def __init__(self, config: ConnectorConfig, settings: SftpSettings) -> None:
         if config.transport != "sftp" or not config.host or not config.username:
             raise ExportError(
-                ExportError.CONFIG,
+                ErrorCode.CONFIG,
                 f"connector of {config.org_id} is not an sftp connector with host and username",
                 transient=False,
             )
@@ -48,7 +48,7 @@ class ConnectionRunner:
             self._pins = parse_host_keys(config.host_key)
         except ValueError as exc:
             raise ExportError(
-                ExportError.CONFIG, f"host_key of {config.org_id}: {exc}", transient=False
+                ErrorCode.CONFIG, f"host_key of {config.org_id}: {exc}", transient=False
             ) from None
         self._watchdog = Watchdog()
         self._lock = threading.RLock()
@@ -71,7 +71,7 @@ class ConnectionRunner:
 
     def _reconnect(self, action: str) -> SftpConnection:
         if self._closed:
-            raise ExportError(ExportError.CONFIG, "the SFTP session is closed", transient=False)
+            raise ExportError(ErrorCode.CONFIG, "the SFTP session is closed", transient=False)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -99,7 +99,7 @@ class ConnectionRunner:
                 raise
             except Exception as exc:
                 error = self._classify(exc, action, conn)
-                if error.code == ExportError.CONNECTION and not reconnected:
+                if error.code == ErrorCode.CONNECTION and not reconnected:
                     log.warning(
                         "%s: connection to %s lost (%s); reconnecting once",
                         action,
@@ -126,7 +126,7 @@ class ConnectionRunner:
     def _classify(self, exc: Exception, action: str, conn: SftpConnection) -> ExportError:
         if self._watchdog.fired or isinstance(exc, TimeoutError):
             return ExportError(
-                ExportError.TIMEOUT,
+                ErrorCode.TIMEOUT,
                 f"{action}: no progress from {self._where} within "
                 f"{self._settings.operation_timeout:g} s",
                 transient=True,
@@ -135,11 +135,11 @@ class ConnectionRunner:
             return classify_os_error(exc, f"{action} on {self._where}")
         if not conn.alive() or isinstance(exc, EOFError | OSError | paramiko.SSHException):
             return ExportError(
-                ExportError.CONNECTION,
+                ErrorCode.CONNECTION,
                 f"{action}: connection to {self._where} lost ({exc or type(exc).__name__})",
                 transient=True,
             )
-        return ExportError(ExportError.IO, f"{action} on {self._where}: {exc}", transient=True)
+        return ExportError(ErrorCode.IO, f"{action} on {self._where}: {exc}", transient=True)
 
     def _discard_temp(self, path: str) -> None:
         """Best-effort removal of a temp file after a failed publish."""

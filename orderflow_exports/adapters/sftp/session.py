@@ -45,7 +45,7 @@ from orderflow_exports.adapters.sftp.protocol import (
 )
 from orderflow_exports.adapters.sftp.runner import ConnectionRunner
 from orderflow_exports.adapters.sftp.settings import SftpSettings
-from orderflow_exports.domain.errors import ExportError, RenameOutcomeUnknown
+from orderflow_exports.domain.errors import ErrorCode, ExportError, RenameOutcomeUnknown
 from orderflow_exports.domain.naming import temp_filename
 from orderflow_exports.domain.ports import FolderEntry
 from orderflow_exports.domain.records import ConnectorConfig
@@ -102,7 +102,7 @@ class SftpDropzoneSession(ConnectionRunner):
             reader = source.open("rb")
         except OSError as exc:
             raise ExportError(
-                ExportError.IO, f"cannot read {source}: {exc.strerror or exc}", transient=False
+                ErrorCode.IO, f"cannot read {source}: {exc.strerror or exc}", transient=False
             ) from exc
         with self._lock, reader:
             try:
@@ -153,7 +153,7 @@ class SftpDropzoneSession(ConnectionRunner):
         except SftpStatusError as exc:
             if exc.sftp_code == SFTP_NO_SUCH_FILE:
                 raise ExportError(
-                    ExportError.CONFIG,
+                    ErrorCode.CONFIG,
                     f"export folder {folder} does not exist on {self._where}",
                     transient=False,
                 ) from exc
@@ -167,7 +167,7 @@ class SftpDropzoneSession(ConnectionRunner):
         if existing is not None:
             conn.close_quietly(handle)
             raise ExportError(
-                ExportError.NAME_EXISTS,
+                ErrorCode.NAME_EXISTS,
                 f"{final_path} already exists on {self._where}; not replacing it",
                 transient=False,
             )
@@ -184,7 +184,7 @@ class SftpDropzoneSession(ConnectionRunner):
             raise self._full_disk_error(
                 conn, folder, temp_path, expected_size, attrs.st_size
             ) or ExportError(
-                ExportError.SIZE_MISMATCH,
+                ErrorCode.SIZE_MISMATCH,
                 f"{temp_path} has {attrs.st_size} bytes on {self._where}, expected "
                 f"{expected_size}; not publishing it",
                 transient=True,
@@ -201,7 +201,7 @@ class SftpDropzoneSession(ConnectionRunner):
         state.rename_sent = False
         if not renamed:
             raise ExportError(
-                ExportError.NAME_EXISTS,
+                ErrorCode.NAME_EXISTS,
                 f"{final_path} appeared on {self._where} during the upload; not replacing it",
                 transient=False,
             )
@@ -225,7 +225,7 @@ class SftpDropzoneSession(ConnectionRunner):
         )
         if attrs is None:
             raise ExportError(
-                ExportError.IO, f"{path} vanished on {self._where} after upload", transient=True
+                ErrorCode.IO, f"{path} vanished on {self._where} after upload", transient=True
             )
         return attrs
 
@@ -246,7 +246,7 @@ class SftpDropzoneSession(ConnectionRunner):
             return None
         got = "part" if actual_size is None else f"{actual_size}"
         return ExportError(
-            ExportError.DISK_FULL,
+            ErrorCode.DISK_FULL,
             f"no room for {path} on {self._where}: {got} of {expected_size} bytes written, "
             f"{free} bytes free",
             transient=False,
@@ -351,7 +351,7 @@ class SftpDropzoneSession(ConnectionRunner):
             )
         if data is None:
             raise ExportError(
-                ExportError.IO, f"{path} is larger than {max_bytes} bytes", transient=False
+                ErrorCode.IO, f"{path} is larger than {max_bytes} bytes", transient=False
             )
         return data
 
@@ -384,7 +384,7 @@ class SftpDropzoneSession(ConnectionRunner):
                 attrs = self._write_temp(conn, handle, temp_path, io.BytesIO(data), len(data))
                 if attrs.st_size != len(data):
                     raise ExportError(
-                        ExportError.SIZE_MISMATCH,
+                        ErrorCode.SIZE_MISMATCH,
                         f"{temp_path} has {attrs.st_size} bytes, expected {len(data)}",
                         transient=True,
                     )

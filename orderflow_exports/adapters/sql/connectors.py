@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, delete, insert, select
 
 from orderflow_exports.adapters.sql.tables import erp_connector_config
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.records import ConnectorConfig
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class SqlConnectorConfigs:
             return self._config(row._mapping)
         except (TypeError, ValueError) as exc:
             raise ExportError(
-                ExportError.CONFIG,
+                ErrorCode.CONFIG,
                 f"the connector row of org {org_id!r} is invalid: {exc}; fix it with "
                 "`orderflow-exports connectors set`",
                 transient=False,

@@ -7,7 +7,12 @@ import os
 import shutil
 from pathlib import Path
 
-from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
+from orderflow_exports.domain.errors import (
+    ArchiveConflict,
+    ErrorCode,
+    ExportError,
+    InvalidIdentifier,
+)
 from orderflow_exports.domain.naming import (
     DraftRef,
     archive_key,
@@ -19,7 +24,7 @@ from orderflow_exports.domain.naming import (
 
 
 def _refused(why: str) -> ExportError:
-    return ExportError(ExportError.ARCHIVE, why, transient=False)
+    return ExportError(ErrorCode.ARCHIVE, why, transient=False)
 
 
 def file_sha256(path: Path) -> str:
@@ -94,7 +99,7 @@ class LocalExportStore:
                     ) from exc
         except OSError as exc:
             raise ExportError(
-                ExportError.ARCHIVE, f"archiving to {target}: {exc}", transient=True
+                ErrorCode.ARCHIVE, f"archiving to {target}: {exc}", transient=True
             ) from exc
         finally:
             temp.unlink(missing_ok=True)

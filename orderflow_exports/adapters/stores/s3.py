@@ -28,7 +28,12 @@ from orderflow_exports.adapters.stores.s3_errors import (
     is_not_found,
     is_precondition_failed,
 )
-from orderflow_exports.domain.errors import ArchiveConflict, ExportError, InvalidIdentifier
+from orderflow_exports.domain.errors import (
+    ArchiveConflict,
+    ErrorCode,
+    ExportError,
+    InvalidIdentifier,
+)
 from orderflow_exports.domain.naming import (
     DraftRef,
     archive_key,
@@ -177,7 +182,7 @@ class S3ExportStore:
             size = source.stat().st_size
         except OSError as exc:
             raise ExportError(
-                ExportError.IO, f"reading {source} to archive it: {exc}", transient=False
+                ErrorCode.IO, f"reading {source} to archive it: {exc}", transient=False
             ) from exc
         metadata = {META_SHA256: sha256, META_EXPORT_ID: export_id}
         if size > self.multipart_threshold and size > 0:
@@ -213,7 +218,7 @@ class S3ExportStore:
             raise classify_error(exc, "archiving to", where) from exc
         except OSError as exc:
             raise ExportError(
-                ExportError.IO, f"reading {source} to archive it: {exc}", transient=False
+                ErrorCode.IO, f"reading {source} to archive it: {exc}", transient=False
             ) from exc
         log.info("archived %s (%s)", where, sha256)
 
@@ -253,7 +258,7 @@ class S3ExportStore:
                 raise classify_error(exc, "multipart upload to", where) from exc
             if isinstance(exc, OSError):
                 raise ExportError(
-                    ExportError.IO, f"reading {source} to archive it: {exc}", transient=False
+                    ErrorCode.IO, f"reading {source} to archive it: {exc}", transient=False
                 ) from exc
             raise
         log.info("archived %s (%s, %d parts)", where, sha256, len(parts))
@@ -308,7 +313,7 @@ class S3ExportStore:
         part_size = max(self.part_size, needed)
         if part_size > MAX_PART_SIZE:
             raise ExportError(
-                ExportError.ARCHIVE,
+                ErrorCode.ARCHIVE,
                 f"file of {size} bytes is too large for one S3 object",
                 transient=False,
             )
@@ -321,7 +326,7 @@ class S3ExportStore:
         if stored is None:
             # 412 said it exists and now it is gone: someone deleted it; a retry will tell.
             raise ExportError(
-                ExportError.ARCHIVE,
+                ErrorCode.ARCHIVE,
                 f"{where} existed (412) but could not be found right after",
                 transient=True,
             )
@@ -406,7 +411,7 @@ class S3ExportStore:
     def _refused(self, key: object, why: str) -> ExportError:
         scope = f" (scoped to org {self.org_id!r})" if self.org_id else ""
         return ExportError(
-            ExportError.ARCHIVE,
+            ErrorCode.ARCHIVE,
             f"refusing archive key {key!r} in s3://{self.bucket}/{self.prefix}{scope}: {why}",
             transient=False,
         )
@@ -447,7 +452,7 @@ def _check_sha256(sha256: str) -> str:
 def _check_same(actual: str, declared: str, source: Path) -> None:
     if actual != declared:
         raise ExportError(
-            ExportError.ARCHIVE,
+            ErrorCode.ARCHIVE,
             f"{source} hashes to sha256 {actual}, not the declared {declared}: "
             "the file changed after it was written; nothing was archived",
             transient=False,

@@ -12,7 +12,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 
 # Error codes worth retrying later even though the server answered: throttling, server trouble,
 # a concurrent conditional write (409), an upload aborted under us, bytes damaged in transit.
@@ -56,7 +56,7 @@ def classify_error(exc: BaseException, action: str, where: str) -> ExportError:
         transient, detail = True, f"{type(exc).__name__}: {exc}"
     else:
         transient, detail = False, f"{type(exc).__name__}: {exc}"
-    return ExportError(ExportError.ARCHIVE, f"{action} {where}: {detail}", transient=transient)
+    return ExportError(ErrorCode.ARCHIVE, f"{action} {where}: {detail}", transient=transient)
 
 
 def is_precondition_failed(exc: ClientError) -> bool:

@@ -46,7 +46,7 @@ from orderflow_exports.domain.acks import (
     parse_ack,
     safe_text,
 )
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.ports import (
     DropzoneSession,
     ExportLedger,
@@ -143,7 +143,7 @@ class AckFolderPass:
         refused = self._unusable_subfolders(config, entries)
         if refused:
             summary.failure = refused
-            summary.failure_code = ExportError.CONFIG
+            summary.failure_code = ErrorCode.CONFIG
             log.error("ack pass for org %s: %s", config.org_id, refused)
             next_memory.skipped, next_memory.unsettled = previous.skipped, previous.unsettled
             return summary
@@ -161,7 +161,7 @@ class AckFolderPass:
                 outcome = AckOutcome(config.org_id, entry.name, "stuck", str(exc))
             except _Stop as exc:
                 summary.failure = str(exc)
-                summary.failure_code = ExportError.CONNECTION
+                summary.failure_code = ErrorCode.CONNECTION
                 summary.deferred += len(batch) - index
                 log.warning("ack pass for org %s stopped: %s", config.org_id, exc)
                 # Looks not repeated in this pass still count as looks.
@@ -285,9 +285,10 @@ class AckFolderPass:
             malformed = RejectAck(RejectAck.MALFORMED, exc.reason)
             return self._reject(config, session, name, malformed, log)
 
-        # Two rounds suffice: a missed compare-and-set means the row moved (PENDING -> SENT by
-        # the export run, or a terminal status by a concurrent pass); a third read only repeats.
-        for _ in range(3):
+        # Two reads suffice: the compare-and-set expects PENDING or SENT, so it misses only when
+        # a concurrent pass (or the deadline) has just made the row terminal, and against a
+        # terminal row the decision is a replay or a rejection, which sets nothing.
+        for _ in range(2):
             record = self._ledger.get(ack.export_id)
             decision = decide(record, ack, org_id)
             own = record if record is not None and record.org_id == org_id else None

@@ -23,7 +23,7 @@ from orderflow_exports.application.acks.results import AckPassSummary
 from orderflow_exports.application.acks.settings import AckSettings
 from orderflow_exports.domain.acks import excerpt
 from orderflow_exports.domain.connector_rules import LocalFolders, connector_problems
-from orderflow_exports.domain.errors import ExportError
+from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.ports import DropzoneConnector, DropzoneSession, ExportLedger, Logger
 from orderflow_exports.domain.records import ConnectorConfig
 
@@ -179,7 +179,7 @@ class AckProcessor:
                 org_id,
                 failure="an earlier pass of this org is still blocked on its dropzone; "
                 "not starting another",
-                failure_code=ExportError.TIMEOUT,
+                failure_code=ErrorCode.TIMEOUT,
                 timed_out=True,
             )
             self._log.error("ack pass for org %s: %s", org_id, summary.failure)
@@ -197,7 +197,7 @@ class AckProcessor:
                 org_id,
                 failure=f"no result within {budget:.3g} s (dropzone not answering); the "
                 "connection was closed, the next pass tries again",
-                failure_code=ExportError.TIMEOUT,
+                failure_code=ErrorCode.TIMEOUT,
                 timed_out=True,
                 memory=memory,
             )
@@ -207,7 +207,7 @@ class AckProcessor:
             summary = AckPassSummary(
                 org_id,
                 failure=f"unexpected error: {excerpt(str(worker.error), MAX_REASON_CHARS)}",
-                failure_code=ExportError.IO,
+                failure_code=ErrorCode.IO,
                 memory=memory,
             )
             self._log.error("ack pass for org %s failed: %s", org_id, summary.failure)
@@ -279,7 +279,7 @@ class AckProcessor:
             summary = AckPassSummary(
                 config.org_id,
                 failure="connector config refused: " + "; ".join(problems),
-                failure_code=ExportError.CONFIG,
+                failure_code=ErrorCode.CONFIG,
                 memory=memory,
             )
             log.error("ack pass for org %s: %s", config.org_id, summary.failure)
@@ -288,7 +288,7 @@ class AckProcessor:
             session = connector.session_for(config)
         except Exception as exc:  # noqa: BLE001 - one org's broken config must not stop the rest
             # Without the folder we cannot know whether acks are waiting: no timeouts either.
-            code = exc.code if isinstance(exc, ExportError) else ExportError.IO
+            code = exc.code if isinstance(exc, ExportError) else ErrorCode.IO
             summary = AckPassSummary(
                 config.org_id,
                 failure=f"cannot open dropzone: {exc}",
