@@ -302,7 +302,7 @@ def export_path_alone(
     database, dropzone, export_store = DatabaseResource(), DropzoneResource(), ExportStoreResource()
     log = logging.getLogger("benchmarks.throughput")
     store = export_store.store()  # one S3 client, as in a run
-    sessions = dropzone.sessions()
+    sessions = dropzone.connector()
     service = ExportService(
         drafts=database.drafts(),
         configs=database.connector_configs(),

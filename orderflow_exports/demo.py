@@ -152,7 +152,7 @@ def run_demo(emit: Any) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from orderflow_exports import defs
-    from orderflow_exports.adapters.dropzones import DropzoneSessions
+    from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
     from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
     from orderflow_exports.adapters.sql.drafts import SqlDraftSource
     from orderflow_exports.adapters.sql.engine import make_engine
@@ -221,7 +221,7 @@ def run_demo(emit: Any) -> int:
         )
         simulator = ErpSimulator(
             lambda: configs.list(enabled_only=True),
-            DropzoneSessions(),
+            PooledDropzoneConnector(),
             Policy(reject_drafts=frozenset({DEMO_REJECTED_DRAFT})),
         )
         simulator.run(interval=0.1, once=True)

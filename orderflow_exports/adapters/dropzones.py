@@ -12,8 +12,9 @@ from orderflow_exports.domain.ports import DropzoneSession
 from orderflow_exports.domain.records import ConnectorConfig
 
 
-class DropzoneSessions:
-    """The ``DropzoneConnector`` port: local folders, or SFTP (one connection per endpoint)."""
+class PooledDropzoneConnector:
+    """The ``DropzoneConnector`` port: local folders, or SFTP with one session per login
+    (server and credentials), reused until it breaks or the connector is closed."""
 
     def __init__(self, sftp_settings_factory: Callable[[], Any] | None = None) -> None:
         self._sftp_settings_factory = sftp_settings_factory

@@ -61,6 +61,6 @@ def archive_outcome(
     elif not scoped.exists(key):
         log.warning(
             f"{partition_ref}: export {outcome.export_id} has no archived copy at {key} and its "
-            "staging file is gone; the dropzone copy is the only one"
+            "spool file is gone; the dropzone copy is the only one"
         )
     return replace(outcome, spool_file=None, archive_key=key)

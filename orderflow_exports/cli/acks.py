@@ -125,7 +125,7 @@ def _error_folder_listing(
 
 def cmd_acks_errors(args: argparse.Namespace) -> int:
     """List each org's refused acks (``<ack_path>/error/``) with the reason noted beside them."""
-    from orderflow_exports.adapters.dropzones import DropzoneSessions
+    from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
     from orderflow_exports.adapters.secrets import SecretScope
     from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
     from orderflow_exports.defs.settings import resolve_secret_dirs
@@ -159,7 +159,7 @@ def cmd_acks_errors(args: argparse.Namespace) -> int:
 
         return SftpSettings(secrets=scope)
 
-    sessions = DropzoneSessions(sftp_settings_factory=sftp_settings)
+    sessions = PooledDropzoneConnector(sftp_settings_factory=sftp_settings)
     unavailable: list[str] = []
     try:
         local = local_folders(configs)

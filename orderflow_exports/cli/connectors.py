@@ -220,7 +220,7 @@ def cmd_connectors_test(args: argparse.Namespace) -> int:
     """Connect as the export pass does and try each step the exporter needs; exit 1 on a failure."""
     import uuid
 
-    from orderflow_exports.adapters.dropzones import DropzoneSessions
+    from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
     from orderflow_exports.adapters.secrets import SecretScope
     from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
     from orderflow_exports.defs.settings import resolve_secret_dirs
@@ -240,7 +240,7 @@ def cmd_connectors_test(args: argparse.Namespace) -> int:
 
         return SftpSettings(secrets=scope)
 
-    sessions = DropzoneSessions(sftp_settings_factory=sftp_settings)
+    sessions = PooledDropzoneConnector(sftp_settings_factory=sftp_settings)
     # A hidden temp name: the ERP ignores it, and the stale-temp sweep would remove a leftover.
     final_name = f"orderflow-connector-test-{uuid.uuid4().hex}.json"
     probe = temp_filename(final_name)

@@ -273,7 +273,7 @@ def export_json(
         drafts=database.drafts(),
         configs=database.connector_configs(),
         ledger=database.ledger(),
-        dropzones=dropzone.sessions(),
+        dropzones=dropzone.connector(),
         store=store,
         settings=ExportSettings(
             spool_dir=export_store.spool_path(), stale_temp_age=dropzone.stale_temp_age

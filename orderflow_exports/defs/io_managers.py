@@ -30,7 +30,7 @@ class ExportArchiveIOManager(dg.ConfigurableIOManager):
     """Stores each partition's exported file at ``{prefix}/{org}/{draft}/{export_id}.json``.
 
     The output of ``export_json`` maps partition keys to export outcomes; the file bytes come
-    from the outcome's staging file (never pickled). ``export_json``'s batch has archived its
+    from the outcome's spool file (never pickled). ``export_json``'s batch has archived its
     outcomes already (on the failure path too, where no output is handed over); persisting an
     archived outcome writes nothing again. Loading returns the archived bytes of the partition's
     latest successful export.

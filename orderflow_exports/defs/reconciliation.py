@@ -22,7 +22,7 @@ import dagster as dg
 from pydantic import Field
 
 from orderflow_exports.adapters.dagster_instance import DagsterRunLiveness
-from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
 from orderflow_exports.adapters.sql.alerts import SqlAlertLog
 from orderflow_exports.application.alerting import deliver, reconciliation_alerts
 from orderflow_exports.application.publishing import ExportSettings, Publisher
@@ -158,7 +158,7 @@ def run_reconciliation(
     if settings.settle_orphaned_pending:
         publisher = Publisher(
             ledger=ledger,
-            dropzones=dropzone.sessions(),
+            dropzones=dropzone.connector(),
             settings=ExportSettings(
                 spool_dir=export_store.spool_path(), stale_temp_age=dropzone.stale_temp_age
             ),
@@ -175,8 +175,8 @@ def run_reconciliation(
         local_folders=local_folder_resolver(export_store, dropzone),
     )
 
-    def connector() -> DropzoneSessions:
-        return DropzoneSessions(sftp_settings_factory=dropzone.sftp_settings)
+    def connector() -> PooledDropzoneConnector:
+        return PooledDropzoneConnector(sftp_settings_factory=dropzone.sftp_settings)
 
     return reconciler.reconcile_all(database.connector_configs().list(), connector)
 

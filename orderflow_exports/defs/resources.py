@@ -9,7 +9,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
-from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
 from orderflow_exports.adapters.local_folders import resolve_local_folders
 from orderflow_exports.adapters.secrets import SecretScope
 from orderflow_exports.adapters.sftp.settings import SftpSettings
@@ -113,7 +113,7 @@ class DropzoneResource(dg.ConfigurableResource):
         "in <folder>/<org_id>/. Unset: env ORDERFLOW_SECRET_DIRS (colon-separated absolute "
         "folders), else $DAGSTER_HOME/orderflow/secrets and /run/secrets.",
     )
-    _sessions: DropzoneSessions | None = PrivateAttr(default=None)
+    _connector: PooledDropzoneConnector | None = PrivateAttr(default=None)
 
     def secret_scope(self) -> SecretScope:
         return SecretScope(resolve_secret_dirs(self.secret_dirs))
@@ -133,15 +133,16 @@ class DropzoneResource(dg.ConfigurableResource):
     def stale_temp_age(self) -> timedelta:
         return timedelta(seconds=self.stale_temp_age_seconds)
 
-    def sessions(self) -> DropzoneSessions:
-        if self._sessions is None:
-            self._sessions = DropzoneSessions(sftp_settings_factory=self.sftp_settings)
-        return self._sessions
+    def connector(self) -> PooledDropzoneConnector:
+        """The run's dropzone connector: one session per login, closed at teardown."""
+        if self._connector is None:
+            self._connector = PooledDropzoneConnector(sftp_settings_factory=self.sftp_settings)
+        return self._connector
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._sessions is not None:
-            self._sessions.close()
-            self._sessions = None
+        if self._connector is not None:
+            self._connector.close()
+            self._connector = None
 
 
 # One S3 client per run and process, shared by every ExportStoreResource of the run (see

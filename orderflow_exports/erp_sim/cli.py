@@ -70,7 +70,7 @@ def cmd_erp_sim(args: argparse.Namespace) -> int:
     from orderflow_exports.domain.naming import validate_id
     from orderflow_exports.erp_sim.decisions import Policy
     from orderflow_exports.erp_sim.simulator import ErpSimulator
-    from orderflow_exports.erp_sim.wiring import connector_source, dropzone_sessions
+    from orderflow_exports.erp_sim.wiring import connector_source, dropzone_connector
 
     for org in args.org or []:
         validate_id(org, "--org")
@@ -93,7 +93,7 @@ def cmd_erp_sim(args: argparse.Namespace) -> int:
     configs = connector_source(open_engine(), args.org)
     if not configs():
         logging.getLogger("orderflow_exports.erp_sim").warning("no enabled connectors")
-    simulator = ErpSimulator(configs, dropzone_sessions(), policy)
+    simulator = ErpSimulator(configs, dropzone_connector(), policy)
     try:
         simulator.run(interval=args.interval, once=args.once, stop=lambda: stopping)
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.domain.records import ConnectorConfig
 
@@ -25,7 +25,7 @@ def connector_source(
     return current
 
 
-def dropzone_sessions() -> DropzoneSessions:
+def dropzone_connector() -> PooledDropzoneConnector:
     """The exporter's own sessions: pinned host keys, secrets from each org's scope."""
     from orderflow_exports.adapters.secrets import SecretScope
     from orderflow_exports.defs.settings import resolve_secret_dirs
@@ -38,4 +38,4 @@ def dropzone_sessions() -> DropzoneSessions:
 
         return SftpSettings(secrets=scope)
 
-    return DropzoneSessions(sftp_settings_factory=sftp_settings)
+    return PooledDropzoneConnector(sftp_settings_factory=sftp_settings)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
 from orderflow_exports.adapters.local_folders import resolve_local_folders
 from orderflow_exports.adapters.sftp.settings import SftpSettings
 from orderflow_exports.adapters.sql.engine import make_engine
@@ -384,7 +384,7 @@ def test_org_whose_config_breaks_the_rules_is_skipped_alone(
 
 _CHILD_PASS = """
 import json, sys
-from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
 from orderflow_exports.adapters.sql.engine import make_engine
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.application.acks.processor import AckProcessor
@@ -394,7 +394,7 @@ from orderflow_exports.domain.records import ConnectorConfig
 url, raw = sys.argv[1], json.loads(sys.argv[2])
 configs = [ConnectorConfig(**c) for c in raw]
 processor = AckProcessor(SqlExportLedger(make_engine(url)), AckSettings(settle_seconds=0))
-summaries = processor.process_all(configs, connector_factory=DropzoneSessions)
+summaries = processor.process_all(configs, connector_factory=PooledDropzoneConnector)
 print(json.dumps([
     {"org": s.org_id, "failure": s.failure, "code": s.failure_code,
      "applied": [o.file_name for o in s.applied], "deadline": s.deadline_checked}
@@ -508,7 +508,7 @@ def test_fifo_secret_fails_only_its_org(
 
     def session_for(config: ConnectorConfig) -> DropzoneSession:
         if config.transport == "sftp":
-            return DropzoneSessions().session_for(config)
+            return PooledDropzoneConnector().session_for(config)
         return zone.session
 
     connector.session_for = session_for  # type: ignore[method-assign]
@@ -539,10 +539,12 @@ def test_hanging_sftp_org_is_abandoned_and_the_next_org_is_served(
     overdue_b = make_export(ledger, "org-b", "D-2", sent_at=NOW - 2 * DAY)
     (Path(good.ack_path) / "ack.json").write_text(json.dumps(ack(export.id)))
 
-    def connectors() -> DropzoneSessions:
+    def connectors() -> PooledDropzoneConnector:
         # The real SFTP adapter with timeouts longer than the org's budget: the budget is what
         # ends the wait.
-        return DropzoneSessions(sftp_settings_factory=lambda: SftpSettings(connect_timeout=60))
+        return PooledDropzoneConnector(
+            sftp_settings_factory=lambda: SftpSettings(connect_timeout=60)
+        )
 
     slow_first = [hanging, good]
     summaries = processor(
@@ -562,7 +564,7 @@ def test_orgs_after_the_pass_deadline_are_not_started(
     configs = [local_connector(org, tmp_path) for org in ("org-a", "org-b")]
     now = [0.0]
 
-    class SlowOrg(DropzoneSessions):
+    class SlowOrg(PooledDropzoneConnector):
         def close(self) -> None:
             super().close()
             now[0] = 10.0  # org-a's pass used the whole pass deadline
@@ -603,7 +605,7 @@ def test_a_local_ack_folder_linked_into_the_store_or_another_org_is_not_processe
         return resolve_local_folders(configs, [("the export store", str(store))])
 
     summaries = AckProcessor(ledger, local_folders=local_folders).process_all(
-        [globex, into_store, into_globex], DropzoneSessions()
+        [globex, into_store, into_globex], PooledDropzoneConnector()
     )
 
     by_org = {summary.org_id: summary for summary in summaries}

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine
 
 from orderflow_exports.adapters.dagster_instance import DagsterRunLiveness
-from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
@@ -196,7 +196,7 @@ def reconciler(
         drafts=SqlDraftSource(engine),
         configs=SqlConnectorConfigs(engine),
         ledger=ledger,
-        dropzones=DropzoneSessions(),
+        dropzones=PooledDropzoneConnector(),
         store=LocalExportStore(tmp_path / "store", "exports"),
         settings=ExportSettings(spool_dir=tmp_path / "spool"),
     )
@@ -234,7 +234,7 @@ def by_kind(result: OrgReconciliation) -> dict[str, set[str]]:
 
 
 def reconcile(rec: Reconciler, config: ConnectorConfig) -> OrgReconciliation:
-    connector = DropzoneSessions()
+    connector = PooledDropzoneConnector()
     try:
         return rec.reconcile_org(config, connector)
     finally:
@@ -379,7 +379,7 @@ def test_one_unreachable_org_is_a_finding_and_the_others_still_reconcile(
     third = row(ledger, gone_ack, "D-3", ExportStatus.SENT, hours_ago=3)
 
     results = reconciler(ledger, instance, engine, tmp_path).reconcile_all(
-        [broken, good, gone_ack], DropzoneSessions
+        [broken, good, gone_ack], PooledDropzoneConnector
     )
 
     assert [r.org_id for r in results] == ["org-a", "org-b", "org-c"]
@@ -417,7 +417,7 @@ def test_a_refused_connector_is_not_listed(
     )
 
     results = reconciler(ledger, instance, engine, tmp_path).reconcile_all(
-        [first, intruder], DropzoneSessions
+        [first, intruder], PooledDropzoneConnector
     )
 
     a, z = results

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
@@ -71,7 +71,7 @@ def test_a_full_spool_fails_one_draft_transiently_and_the_batch_goes_on(
         drafts=SqlDraftSource(engine),
         configs=SqlConnectorConfigs(engine),
         ledger=ledger,
-        dropzones=DropzoneSessions(),
+        dropzones=PooledDropzoneConnector(),
         store=store,
         settings=ExportSettings(spool_dir=tiny_spool),
         log=log,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
 from orderflow_exports.application.acks.processor import AckProcessor
 from orderflow_exports.application.acks.settings import AckSettings
 from orderflow_exports.cli.export_views import FORCE_CONFIG, resend_command, retry_hint
@@ -60,7 +60,7 @@ def ack_pass(env: OrderflowEnv, config: ConnectorConfig, *, later: timedelta = t
     processor = AckProcessor(
         env.ledger, AckSettings(settle_seconds=0), clock=lambda: datetime.now(UTC) + later
     )
-    sessions = DropzoneSessions()
+    sessions = PooledDropzoneConnector()
     try:
         summary = processor.process_org(config, sessions)
     finally:

@@ -219,7 +219,7 @@ def test_org_without_connector_is_refused(orderflow_env: OrderflowEnv) -> None:
     assert env.exports(key) == []
 
 
-def test_losing_an_insert_race_leaves_no_staging_file(
+def test_losing_an_insert_race_leaves_no_spool_file(
     orderflow_env: OrderflowEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another run inserts its PENDING row between our check and our insert."""

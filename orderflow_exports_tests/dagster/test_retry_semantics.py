@@ -104,7 +104,7 @@ def test_crash_between_publish_and_sent_is_recovered_without_a_second_copy(
     assert _final_files(outbox) == [pending.filename]  # no second copy
     meta = _export_metadata(recovered)
     assert meta["action"] == "recovered" and meta["export_id"] == pending.id
-    # The staging copy the dead run left is archived now, byte for byte.
+    # The spool copy the dead run left is archived now, byte for byte.
     assert Path(row.storage_key).read_bytes() == (outbox / row.filename).read_bytes()
 
     # And it stays recovered: the next materialization sends nothing.

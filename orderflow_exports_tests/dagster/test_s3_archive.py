@@ -124,7 +124,7 @@ def test_run_archives_exact_bytes_at_the_contract_key_with_one_client(s3_env: S3
         expected_checksum = base64.b64encode(bytes.fromhex(row.content_sha256)).decode()
         assert head["ChecksumSHA256"] == expected_checksum
         assert row.storage_key == f"s3://{s3.bucket}/{key}"
-        assert not s3_env.spool_file(row).exists()  # staging copy released once archived
+        assert not s3_env.spool_file(row).exists()  # spool copy released once archived
     # One boto3 client for the whole run (asset and IO manager share it), not one per export,
     # and it was pointed at the endpoint named by AWS_ENDPOINT_URL.
     [built] = _client_builds(env.instance, result.run_id)
@@ -179,7 +179,7 @@ def test_rerun_is_idempotent_and_a_412_with_the_same_bytes_is_success(s3_env: S3
     assert env.exports(key) == [row]
     assert s3_env.versions() == versions
 
-    # A run that died after archiving but before releasing its staging copy: the re-run writes
+    # A run that died after archiving but before releasing its spool copy: the re-run writes
     # the same bytes again, S3 refuses with 412, the stored SHA-256 matches, and that is success.
     spool = s3_env.spool_file(row)
     spool.parent.mkdir(parents=True)
@@ -213,7 +213,7 @@ def test_different_bytes_under_the_key_fail_loudly_and_are_kept(s3_env: S3Env) -
     assert not _events(result, "STEP_UP_FOR_RETRY")  # a conflict is not retried
     assert s3_env.body(object_key) == b'{"tampered": true}'  # never overwritten
     assert len(s3_env.versions()) == 2  # ours and the tampered one; no third
-    assert spool.exists()  # the staging copy is kept as evidence
+    assert spool.exists()  # the spool copy is kept as evidence
     assert env.exports(key) == [row]
 
 
@@ -247,7 +247,7 @@ def _forged_asset(outputs: dict[str, ExportOutcome]) -> dg.AssetsDefinition:
 
 
 def _outcome(s3_env: S3Env, tmp_path: Path, row: ExportRecord, ref: DraftRef) -> ExportOutcome:
-    """A 'sent' outcome for ``ref`` carrying ``row`` and a real staging copy of its file."""
+    """A 'sent' outcome for ``ref`` carrying ``row`` and a real spool copy of its file."""
     staged = tmp_path / f"{row.id}.json"
     shutil.copyfile(row.dropzone_path, staged)
     return ExportOutcome(ref=ref, action="sent", record=row, spool_file=staged)

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from orderflow_exports import defs
-from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
 from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
 from orderflow_exports.adapters.sql.drafts import SqlDraftSource
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
@@ -96,7 +96,7 @@ def _service(engine: Engine, root: Path) -> tuple[ExportService, LocalExportStor
         drafts=SqlDraftSource(engine),
         configs=SqlConnectorConfigs(engine),
         ledger=SqlExportLedger(engine),
-        dropzones=DropzoneSessions(),
+        dropzones=PooledDropzoneConnector(),
         store=store,
         settings=ExportSettings(spool_dir=root / "spool"),
         log=log,

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from orderflow_exports.adapters.dropzones import DropzoneSessions
+from orderflow_exports.adapters.dropzones import PooledDropzoneConnector
 from orderflow_exports.application.acks.memory import AckPassMemory
 from orderflow_exports.application.acks.processor import AckProcessor
 from orderflow_exports.application.acks.results import AckPassSummary
@@ -117,8 +117,8 @@ def run_ack_pass(
     # One connector per org: an org abandoned at its deadline keeps its own connection, which
     # its thread closes when it ends; no SFTP connection outlives its org's pass (a sensor's
     # code server lives long).
-    def connector() -> DropzoneSessions:
-        return DropzoneSessions(sftp_settings_factory=dropzone.sftp_settings)
+    def connector() -> PooledDropzoneConnector:
+        return PooledDropzoneConnector(sftp_settings_factory=dropzone.sftp_settings)
 
     # Every row, enabled or not: a disabled org's folders are compared too (only enabled orgs
     # are processed).
