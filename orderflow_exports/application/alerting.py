@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED
+from orderflow_exports.domain.ack_decisions import ACK_TIMEOUT, ERP_REJECTED
 from orderflow_exports.domain.alerts import (
     Alert,
     AlertDeliveryError,

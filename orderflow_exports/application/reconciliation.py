@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from orderflow_exports.domain.acks import (
+from orderflow_exports.domain.ack_files import (
     DEFAULT_MAX_ACK_BYTES,
     AckRejected,
     excerpt,

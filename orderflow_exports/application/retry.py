@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED
+from orderflow_exports.domain.ack_decisions import ACK_TIMEOUT, ERP_REJECTED
 from orderflow_exports.domain.endpoints import DROPZONE_HOST_TAG, host_tag
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.ports import (

@@ -43,7 +43,7 @@ class _OrgUnavailable(Exception):
 def _note_summary(note: bytes) -> str:
     """``code: reason (rejected at)`` from a note we wrote, escaped; the note as a glimpse
     when it does not hold those lines (someone on the ERP's side may have changed it)."""
-    from orderflow_exports.domain.acks import excerpt
+    from orderflow_exports.domain.ack_files import excerpt
 
     fields: dict[str, str] = {}
     for line in note.decode("utf-8", errors="replace").splitlines():
@@ -69,7 +69,7 @@ def _error_folder_listing(
     import posixpath
 
     from orderflow_exports.application.acks.folder import ERROR, ERROR_NOTE_SUFFIX
-    from orderflow_exports.domain.acks import excerpt
+    from orderflow_exports.domain.ack_files import excerpt
     from orderflow_exports.domain.errors import ExportError
 
     org = config.org_id
@@ -129,7 +129,7 @@ def cmd_acks_errors(args: argparse.Namespace) -> int:
     from orderflow_exports.adapters.secrets import SecretScope
     from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
     from orderflow_exports.defs.settings import resolve_secret_dirs
-    from orderflow_exports.domain.acks import excerpt
+    from orderflow_exports.domain.ack_files import excerpt
 
     check_limit(args.limit)
     if args.org is not None:

@@ -224,7 +224,7 @@ def cmd_connectors_test(args: argparse.Namespace) -> int:
     from orderflow_exports.adapters.secrets import SecretScope
     from orderflow_exports.adapters.sql.connectors import SqlConnectorConfigs
     from orderflow_exports.defs.settings import resolve_secret_dirs
-    from orderflow_exports.domain.acks import excerpt
+    from orderflow_exports.domain.ack_files import excerpt
     from orderflow_exports.domain.naming import temp_filename
 
     engine = open_engine()

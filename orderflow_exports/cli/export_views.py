@@ -39,7 +39,8 @@ def retry_hint(record: ExportRecord, ack_path: str | None = None) -> str:
     latest attempt needs no force: only a SENT or ACKED one blocks a new attempt.
     """
     from orderflow_exports.adapters.sql.ledger import SUPERSEDED
-    from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED, excerpt
+    from orderflow_exports.domain.ack_decisions import ACK_TIMEOUT, ERP_REJECTED
+    from orderflow_exports.domain.ack_files import excerpt
 
     command = resend_command(record.org_id, record.draft_order_id)
     if record.error_code == SUPERSEDED:
@@ -75,7 +76,7 @@ def format_exports(
     ((org, draft) → its latest attempt in the ledger) decides which failures are latest; without
     it only the listed rows are compared, which a filter or a limit can mislead.
     """
-    from orderflow_exports.domain.acks import excerpt
+    from orderflow_exports.domain.ack_files import excerpt
 
     if not records:
         return "no exports"

@@ -113,7 +113,8 @@ def cmd_exports_attention(args: argparse.Namespace) -> int:
     """Drafts a person must look at: automatic requests stopped, or the ERP timed out/refused."""
     from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
     from orderflow_exports.adapters.sql.ledger import SqlExportLedger
-    from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED, excerpt
+    from orderflow_exports.domain.ack_decisions import ACK_TIMEOUT, ERP_REJECTED
+    from orderflow_exports.domain.ack_files import excerpt
     from orderflow_exports.domain.naming import DraftRef
 
     check_limit(args.limit)
@@ -260,7 +261,7 @@ def cmd_exports_show(args: argparse.Namespace) -> int:
 
     from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
     from orderflow_exports.adapters.sql.ledger import SqlExportLedger
-    from orderflow_exports.domain.acks import excerpt
+    from orderflow_exports.domain.ack_files import excerpt
 
     ref = _parse_draft_key(args.key)
     engine = open_engine()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from orderflow_exports.domain.acks import excerpt
+from orderflow_exports.domain.ack_files import excerpt
 from orderflow_exports.domain.errors import InvalidIdentifier
 from orderflow_exports.domain.naming import (
     FILE_SUFFIX,

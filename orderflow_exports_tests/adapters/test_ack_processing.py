@@ -22,7 +22,7 @@ from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.application.acks.folder import ERROR_NOTE_SUFFIX, is_ack_candidate
 from orderflow_exports.application.acks.processor import AckProcessor
 from orderflow_exports.application.acks.settings import AckSettings
-from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED, RejectAck
+from orderflow_exports.domain.ack_decisions import ACK_TIMEOUT, ERP_REJECTED, RejectAck
 from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.naming import DraftRef, export_filename
 from orderflow_exports.domain.ports import DropzoneSession, FolderEntry

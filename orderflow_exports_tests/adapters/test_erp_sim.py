@@ -13,7 +13,8 @@ import pytest
 
 from orderflow_exports.adapters.sql.ledger import SqlExportLedger
 from orderflow_exports.demo import SampleDraft
-from orderflow_exports.domain.acks import ERP_REJECTED, parse_ack
+from orderflow_exports.domain.ack_decisions import ERP_REJECTED
+from orderflow_exports.domain.ack_files import parse_ack
 from orderflow_exports.domain.ports import DropzoneSession
 from orderflow_exports.domain.records import ConnectorConfig
 from orderflow_exports.domain.status import ExportStatus

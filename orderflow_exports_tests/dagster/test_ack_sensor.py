@@ -33,7 +33,7 @@ from orderflow_exports.defs.acks.sensor import AckCursor, erp_ack_sensor
 from orderflow_exports.defs.partitions import approved_drafts_partitions
 from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource
 from orderflow_exports.demo import SampleDraft
-from orderflow_exports.domain.acks import ACK_TIMEOUT, ERP_REJECTED
+from orderflow_exports.domain.ack_decisions import ACK_TIMEOUT, ERP_REJECTED
 from orderflow_exports.domain.records import ConnectorConfig, ExportRecord
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv

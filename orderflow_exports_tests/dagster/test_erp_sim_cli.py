@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orderflow_exports.demo import SampleDraft
-from orderflow_exports.domain.acks import parse_ack
+from orderflow_exports.domain.ack_files import parse_ack
 from orderflow_exports.erp_sim.decisions import ack_name
 from orderflow_exports_tests.support.orderflow_env import OrderflowEnv
 from orderflow_exports_tests.support.processes import orderflow_cli

@@ -16,27 +16,29 @@ from orderflow_exports.application.acks.memory import (
     AckPassMemory,
     OrgMemory,
 )
-from orderflow_exports.domain.acks import (
+from orderflow_exports.domain.ack_decisions import (
     ACK_TIMEOUT,
     ACKABLE,
-    DEFAULT_MAX_ACK_BYTES,
     ERP_REJECTED,
     MAX_ERROR_MESSAGE_CHARS,
-    MAX_NOTE_EXCERPT_CHARS,
-    Ack,
-    AckRejected,
     AlreadyApplied,
     ApplyAck,
     RejectAck,
     ack_deadline_cutoff,
     ack_timeout_message,
     decide,
+    is_ack_overdue,
+    rejection_summary,
+)
+from orderflow_exports.domain.ack_files import (
+    DEFAULT_MAX_ACK_BYTES,
+    MAX_NOTE_EXCERPT_CHARS,
+    Ack,
+    AckRejected,
     excerpt,
     is_ack_name,
-    is_ack_overdue,
     is_settled,
     parse_ack,
-    rejection_summary,
 )
 from orderflow_exports.domain.errors import OrderflowError
 from orderflow_exports.domain.records import ExportRecord

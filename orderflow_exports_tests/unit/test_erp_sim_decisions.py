@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orderflow_exports.domain.acks import parse_ack
+from orderflow_exports.domain.ack_files import parse_ack
 from orderflow_exports.erp_sim.decisions import (
     Policy,
     Verdict,

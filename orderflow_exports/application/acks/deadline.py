@@ -9,7 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from orderflow_exports.application.acks.results import AckTimeout
-from orderflow_exports.domain.acks import ACK_TIMEOUT, ack_deadline_cutoff, ack_timeout_message
+from orderflow_exports.domain.ack_decisions import (
+    ACK_TIMEOUT,
+    ack_deadline_cutoff,
+    ack_timeout_message,
+)
 from orderflow_exports.domain.ports import ExportLedger, Logger
 from orderflow_exports.domain.records import ConnectorConfig
 from orderflow_exports.domain.status import ExportStatus

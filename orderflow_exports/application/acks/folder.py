@@ -3,7 +3,7 @@
 Every step is safe to repeat, because a failed or timed-out sensor tick does not save its cursor
 and the next tick sees the same files:
 
-1. read and parse the file; decide against the row (``domain.acks.decide``);
+1. read and parse the file; decide against the row (``domain.ack_decisions.decide``);
 2. apply the decision as a compare-and-set on the expected old status;
 3. move the file to ``processed/`` (or ``error/`` with ``<name>.error.txt`` beside it).
 
@@ -32,13 +32,10 @@ from orderflow_exports.application.acks.results import (
     OutcomeKind,
 )
 from orderflow_exports.application.acks.settings import AckSettings
-from orderflow_exports.domain.acks import (
+from orderflow_exports.domain.ack_decisions import AlreadyApplied, ApplyAck, RejectAck, decide
+from orderflow_exports.domain.ack_files import (
     Ack,
     AckRejected,
-    AlreadyApplied,
-    ApplyAck,
-    RejectAck,
-    decide,
     excerpt,
     is_ack_name,
     is_quietly_ignored,
@@ -66,7 +63,7 @@ MAX_REASON_CHARS = 400
 
 
 def is_ack_candidate(name: str) -> bool:
-    """A name the ERP may have written as an ack (see ``domain.acks.is_ack_name``)."""
+    """A name the ERP may have written as an ack (see ``domain.ack_files.is_ack_name``)."""
     return is_ack_name(name)
 
 

@@ -21,7 +21,7 @@ from orderflow_exports.application.acks.isolation import OrgWorker, QuietAfterAb
 from orderflow_exports.application.acks.memory import AckPassMemory, OrgMemory
 from orderflow_exports.application.acks.results import AckPassSummary
 from orderflow_exports.application.acks.settings import AckSettings
-from orderflow_exports.domain.acks import excerpt
+from orderflow_exports.domain.ack_files import excerpt
 from orderflow_exports.domain.connector_rules import LocalFolders, connector_problems
 from orderflow_exports.domain.errors import ErrorCode, ExportError
 from orderflow_exports.domain.ports import DropzoneConnector, DropzoneSession, ExportLedger, Logger

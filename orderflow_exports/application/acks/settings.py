@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orderflow_exports.domain.acks import DEFAULT_MAX_ACK_BYTES, DEFAULT_SETTLE_SECONDS
+from orderflow_exports.domain.ack_files import DEFAULT_MAX_ACK_BYTES, DEFAULT_SETTLE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class AckSettings:
     org_time_budget_seconds: float | None = None
     # Hard end of the whole pass: no org's pass is waited for beyond it.
     pass_deadline_seconds: float | None = None
-    # An ack that does not parse is refused only when settled (see domain.acks.is_settled).
+    # An ack that does not parse is refused only when settled (see domain.ack_files.is_settled).
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
 
     def __post_init__(self) -> None:

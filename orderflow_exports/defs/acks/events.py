@@ -18,7 +18,7 @@ import dagster as dg
 from orderflow_exports.adapters.dagster_instance import RunlessEvent
 from orderflow_exports.application.acks.memory import AckPassMemory, problem_digest
 from orderflow_exports.application.acks.results import AckOutcome, AckPassSummary, AckTimeout
-from orderflow_exports.domain.acks import ACK_TIMEOUT
+from orderflow_exports.domain.ack_decisions import ACK_TIMEOUT
 from orderflow_exports.domain.status import ExportStatus
 
 EXPORT_JSON = dg.AssetKey("export_json")
