@@ -695,3 +695,89 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         pause.wait(0.02)
+
+
+# --- files and sessions that go away mid-pass ------------------------------------------------
+
+
+def _take_then_fail(world: AckWorld, operation: str, name: str) -> None:
+    """A concurrent pass moves ``name`` away just as ``operation`` fails on it."""
+
+    def take(path: str) -> None:
+        if path.endswith("/" + name):
+            world.zone.put(
+                "/zone/org_a/acks/processed", name, world.zone.take("/zone/org_a/acks", name)
+            )
+            raise ExportError(ErrorCode.IO, f"{name} is gone", transient=False)
+
+    world.zone.on(operation, take)
+
+
+def test_an_ack_that_disappears_while_being_read_was_taken_by_a_concurrent_pass(
+    world: AckWorld,
+) -> None:
+    export_id = world.export()
+    world.drop("a1.json", ack(export_id))
+    _take_then_fail(world, "read_file", "a1.json")
+    summary = world.folder_pass()
+    assert [o.kind for o in summary.outcomes] == ["vanished"]
+    assert summary.failure is None and summary.deadline_checked
+    assert world.status(export_id) is ExportStatus.SENT  # the other pass applies it
+
+
+def test_a_refused_ack_that_disappears_before_its_move_writes_no_note(world: AckWorld) -> None:
+    world.export()
+    world.drop("bad.json", b"not json")
+    _take_then_fail(world, "move_file", "bad.json")
+    summary = world.folder_pass()
+    assert [o.kind for o in summary.outcomes] == ["vanished"]
+    assert world.names("error") == []
+
+
+def test_a_broken_session_keeps_the_looks_at_unsettled_acks_it_did_not_reach() -> None:
+    world = AckWorld(AckSettings(settle_seconds=30))
+    world.export()
+    world.drop("a1.json", b"{")
+    world.drop("a2.json", b"[")
+    first = world.folder_pass()
+    assert [o.kind for o in first.outcomes] == ["waiting", "waiting"]
+    world.zone.fail("read_file", ExportError(ErrorCode.CONNECTION, "reset"))
+    broken = world.folder_pass(memory=first.memory)
+    assert broken.failure_code == ErrorCode.CONNECTION
+    assert broken.memory is not None and broken.memory.unsettled == first.memory.unsettled
+    # Unchanged since the first look: both are judged now, without another wait.
+    third = world.folder_pass(memory=broken.memory)
+    assert [o.reject_code for o in third.outcomes] == ["MALFORMED", "MALFORMED"]
+
+
+def test_a_shared_connector_drops_the_session_of_an_org_whose_pass_failed(
+    world: AckWorld,
+) -> None:
+    world.export()
+    world.zone.fail("list_entries", ExportError(ErrorCode.CONNECTION, "reset"))
+    summaries = world.processor.process_all([config_of()], connector=world.zone)
+    assert summaries[0].failure_code == ErrorCode.CONNECTION
+    assert world.zone.discarded == ["local"]
+
+
+def test_orgs_after_the_hard_end_of_the_pass_are_not_started() -> None:
+    world = AckWorld(AckSettings(settle_seconds=0, pass_deadline_seconds=5))
+    world.processor = AckProcessor(
+        world.ledger,
+        world.settings,
+        clock=lambda: world.now,
+        monotonic=lambda: world.elapsed,
+        log=world.log,
+    )
+    first, second = world.export(org="org_a"), world.export(org="org_b")
+    world.drop("a.json", ack(first), org="org_a")
+    world.drop("b.json", ack(second), org="org_b")
+
+    def slow_org_a(path: str) -> None:
+        if path.startswith("/zone/org_a"):
+            world.elapsed += 6
+
+    world.zone.on("read_file", slow_org_a)
+    by_org = _all(world, [config_of("org_a"), config_of("org_b")])
+    assert by_org["org_b"].not_reached
+    assert world.status(second) is ExportStatus.SENT
