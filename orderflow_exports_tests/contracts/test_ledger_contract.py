@@ -192,7 +192,17 @@ def test_every_field_of_a_transition_is_written(ledger: ExportLedger) -> None:
 
 @pytest.mark.parametrize(
     ("code", "given", "stored"),
-    [("TIMEOUT", None, True), ("HOST_KEY", None, False), ("IO", True, True), ("IO", None, None)],
+    [
+        ("TIMEOUT", None, True),  # the code decides
+        ("CONNECTION", None, True),
+        ("HOST_KEY", None, False),
+        ("AUTH", None, False),
+        ("ERP_REJECTED", None, False),
+        ("IO", True, True),  # the cause decides: the raiser's word is kept
+        ("ARCHIVE", False, False),
+        ("IO", None, None),  # not said and not fixed by the code: unknown
+        ("SOMETHING_NEW", None, None),
+    ],
 )
 def test_a_failure_stores_whether_it_may_pass(
     ledger: ExportLedger, code: str, given: bool | None, stored: bool | None
