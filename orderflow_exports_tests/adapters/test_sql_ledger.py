@@ -1,5 +1,5 @@
 """erp_export on SQLite and PostgreSQL beyond the ledger contract: migrations, concurrent
-inserts, connector configs, the 0006 upgrade (the ledger's behaviour: contracts/test_ledger_contract).
+inserts, connector configs, the 0006 upgrade (the ledger itself: contracts/test_ledger_contract).
 """
 
 import threading
