@@ -1,10 +1,10 @@
 """``approved_drafts_sensor``: approvals, re-approvals and due re-drives become (batched) runs.
 
-Which drafts a tick requests is :func:`orderflow_exports.application.planning.plan_requests`
-with the rule of :mod:`orderflow_exports.domain.export_requests`, and which runs cover them is
-:func:`~orderflow_exports.application.planning.plan_runs`; each request is recorded in
-``erp_export_request`` before the run is asked for, and the run records how it ended. This module
-maps the plan to Dagster's run requests and dynamic partition requests.
+A tick is :func:`orderflow_exports.application.approvals_tick.run_approvals_tick`: which drafts
+it requests (the rule of :mod:`orderflow_exports.domain.export_requests`), recording each request
+in ``erp_export_request`` before the run is asked for, and which runs cover them; the run records
+how it ended. This module builds the adapters, logs the tick's lines, keeps its cursor and maps
+its runs to Dagster's run requests and dynamic partition requests.
 """
 
 from datetime import UTC, datetime
@@ -13,13 +13,8 @@ import dagster as dg
 
 from orderflow_exports.adapters.dagster_partitions import DagsterKnownPartitions
 from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
-from orderflow_exports.application.planning import (
-    PlannedRun,
-    ScanCursor,
-    plan_requests,
-    plan_runs,
-    tick_scan,
-)
+from orderflow_exports.application.approvals_tick import TickLimits, run_approvals_tick
+from orderflow_exports.application.planning import PlannedRun
 from orderflow_exports.defs.jobs import export_drafts_job
 from orderflow_exports.defs.partitions import (
     APPROVED_DRAFTS_PARTITIONS_NAME,
@@ -27,12 +22,10 @@ from orderflow_exports.defs.partitions import (
 )
 from orderflow_exports.defs.resources import DatabaseResource
 from orderflow_exports.domain.endpoints import DROPZONE_HOST_TAG
-from orderflow_exports.domain.export_requests import MAX_REDRIVES, RequestReason, gives_up
 
 MAX_DRAFTS_PER_TICK = 1000
 _PAGE_SIZE = 2000
 _MAX_SCANNED_PER_TICK = 50_000  # keeps a tick far inside the 60 s evaluation timeout
-_LOGGED_SKIPS = 50
 
 
 def _run_request(run: PlannedRun) -> dg.RunRequest:
@@ -61,95 +54,33 @@ def evaluate_approved_drafts(
     backlog once. The cursor starts with a one-line summary of the tick, which the sensor's
     tick list shows beside each tick.
     """
-    configs = {c.org_id: c for c in database.connector_configs().list(enabled_only=True)}
-    orgs = frozenset(configs)
-    cursor = ScanCursor.from_json(context.cursor)
-    # Page through the backlog: drafts that stay unexported (no connector, refused, unreadable)
-    # must not hide newer approvals behind a fixed window.
-    scan = tick_scan(
+    tick = run_approvals_tick(
         database.drafts(),
-        now,
-        cursor,
-        orgs,
-        page_size=_PAGE_SIZE,
-        max_scanned=_MAX_SCANNED_PER_TICK,
+        database.connector_configs(),
+        SqlExportRequests(database.engine),
+        lambda keys: DagsterKnownPartitions(
+            context.instance, APPROVED_DRAFTS_PARTITIONS_NAME, keys
+        ),
+        cursor=context.cursor,
+        now=now,
+        limits=TickLimits(
+            max_requests=MAX_DRAFTS_PER_TICK,
+            page_size=_PAGE_SIZE,
+            max_scanned=_MAX_SCANNED_PER_TICK,
+        ),
     )
-    plan = plan_requests(scan.pages, configs, now, limit=MAX_DRAFTS_PER_TICK)
-    next_cursor = scan.next_cursor(cursor, plan, orgs, now)
-    for line in plan.skipped[:_LOGGED_SKIPS]:
-        context.log.info(f"not exported: {line}")
-    if len(plan.skipped) > _LOGGED_SKIPS:
-        context.log.info(f"not exported: {len(plan.skipped) - _LOGGED_SKIPS} more drafts")
-
-    def finish(summary: str) -> str:
-        text = f"{summary} [{scan.reason}]"
-        if next_cursor is not None:
-            context.update_cursor(next_cursor.to_json(text))
-        elif context.cursor is not None:
-            context.update_cursor(None)
-        return text
-
-    if not plan.planned:
-        skipped = plan.skipped
-        detail = f"; skipped {len(skipped)}: " + "; ".join(skipped[:20]) if skipped else ""
-        return dg.SkipReason(f"no new approved drafts to export ({finish(plan.summary())}){detail}")
-    # Read before the requests are recorded: a tick that fails after recording leaves its
-    # drafts to the unreported-request re-drive, an hour later.
-    known = DagsterKnownPartitions(
-        context.instance,
-        APPROVED_DRAFTS_PARTITIONS_NAME,
-        [p.ref.partition_key for p in plan.planned],
-    )
-    recorded = set(
-        SqlExportRequests(database.engine).record_requests(
-            [(p.ref, p.previous, p.reason, p.draft_updated_at) for p in plan.planned], at=now
-        )
-    )
-    given_up = [
-        p for p in plan.planned if p.previous is not None and gives_up(p.previous, p.reason)
-    ]
-    for request in given_up:
-        context.log.warning(
-            f"{request.ref}: needs a person, no longer requested automatically: "
-            f"{MAX_REDRIVES} re-drives used up and no run reported"
-        )
-    lost = len(plan.planned) - len(given_up) - len(recorded)
-    plan.planned = [p for p in plan.planned if p.ref in recorded]
-    again = [
-        p for p in plan.planned if p.previous is not None and p.reason is not RequestReason.NEW
-    ]
-    for request in again[:_LOGGED_SKIPS]:
-        previous = request.previous
-        assert previous is not None
-        number = previous.redrive_count + 1 if request.reason is RequestReason.REDRIVE else 0
-        context.log.info(
-            f"{request.ref}: requested again ({request.reason}, re-drive {number}); last "
-            f"outcome {previous.last_outcome or 'none reported'}: {previous.last_reason}"
-        )
-    if len(again) > _LOGGED_SKIPS:
-        context.log.info(f"requested again: {len(again) - _LOGGED_SKIPS} more drafts")
-    summary = plan.summary()
-    if given_up:
-        summary += f"; {len(given_up)} need a person (re-drives used up)"
-    if lost > 0:
-        summary += f"; {lost} taken over by a concurrent update"
-    if not plan.planned:
-        text = finish(summary)
-        if given_up:
-            return dg.SkipReason(
-                f"{len(given_up)} draft(s) need a person: re-drives used up, no run reported "
-                f"({text})"
-            )
-        return dg.SkipReason(
-            f"every planned request was taken over by a concurrent update ({text})"
-        )
-    runs, new_keys = plan_runs(plan, known, now)
-    text = finish(f"{summary}; {len(runs)} run(s), {len(new_keys)} new partition(s)")
-    context.log.info(text)
+    for line in tick.lines:
+        (context.log.warning if line.level == "warning" else context.log.info)(line.text)
+    if tick.next_cursor is not None or context.cursor is not None:
+        context.update_cursor(tick.next_cursor)
+    if tick.skip is not None:
+        return dg.SkipReason(tick.skip)
     return dg.SensorResult(
-        run_requests=[_run_request(run) for run in runs],
+        run_requests=[_run_request(run) for run in tick.runs],
         dynamic_partitions_requests=(
-            [approved_drafts_partitions.build_add_request(new_keys)] if new_keys else []
+            [approved_drafts_partitions.build_add_request(tick.new_partition_keys)]
+            if tick.new_partition_keys
+            else []
         ),
     )
 

@@ -11,11 +11,12 @@ from orderflow_exports.domain.ports import (
     ExportPartitions,
     ExportRequests,
     ExportStore,
+    KnownPartitions,
     RunLiveness,
 )
 from orderflow_exports_tests.fakes.dropzone import FakeDropzone, FakeDropzoneSession
 from orderflow_exports_tests.fakes.ledger import FakeLedger
-from orderflow_exports_tests.fakes.partitions import FakeExportPartitions
+from orderflow_exports_tests.fakes.partitions import FakeExportPartitions, FakeKnownPartitions
 from orderflow_exports_tests.fakes.requests import FakeExportRequests
 from orderflow_exports_tests.fakes.sources import (
     FakeConnectorConfigs,
@@ -36,4 +37,5 @@ def _conforms() -> None:
     liveness: RunLiveness = FakeRunLiveness()
     requests: ExportRequests = FakeExportRequests()
     partitions: ExportPartitions = FakeExportPartitions()
-    del ledger, connector, session, store, drafts, configs, liveness, requests, partitions
+    known: KnownPartitions = FakeKnownPartitions()
+    del ledger, connector, session, store, drafts, configs, liveness, requests, partitions, known

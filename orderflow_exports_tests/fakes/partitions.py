@@ -1,4 +1,5 @@
-"""``ExportPartitions`` over a set: the orchestrator's partitions of the export assets."""
+"""The orchestrator's partitions of the export assets: ``ExportPartitions`` over a set,
+``KnownPartitions`` over a list in the order the partitions were added."""
 
 from __future__ import annotations
 
@@ -23,3 +24,26 @@ class FakeExportPartitions:
     def remove(self, key: str) -> None:
         self.removed.append(key)
         self.keys.discard(key)
+
+
+class FakeKnownPartitions:
+    """``KnownPartitions`` over every partition key in the order added; ``asked`` holds the keys
+    each tick asked about, as the real adapter is asked about a tick's keys only."""
+
+    def __init__(self, *keys: str) -> None:
+        self.keys: list[str] = list(keys)
+        self.asked: list[list[str]] = []
+
+    def known(self, keys: Sequence[str]) -> FakeKnownPartitions:
+        """This view after a tick asked about ``keys`` (a ``known_partitions`` callable)."""
+        self.asked.append(list(keys))
+        return self
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys
+
+    def position(self, key: str) -> int:
+        return self.keys.index(key)
+
+    def adjacent(self, first: str, second: str) -> bool:
+        return self.position(second) == self.position(first) + 1

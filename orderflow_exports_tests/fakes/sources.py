@@ -12,8 +12,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from orderflow_exports.domain.drafts import APPROVED, DraftLine, DraftOrder
-from orderflow_exports.domain.export_requests import CandidatePage
+from orderflow_exports.domain.export_requests import Candidate, CandidatePage, UnreadableDraft
 from orderflow_exports.domain.naming import DraftRef
+from orderflow_exports.domain.ports import ExportRequests
 from orderflow_exports.domain.records import ConnectorConfig
 
 APPROVED_AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -63,13 +64,17 @@ def sample_draft(
 class FakeDraftSource:
     """``DraftSource`` over a dict of drafts; counts reads so tests can see what was fetched.
 
-    The candidate query is the SQL adapter's own (its tests cover it); here it pages the drafts
-    that were added, without request records.
+    The candidate query is the SQL adapter's own (its tests cover it); here it pages every
+    APPROVED draft that was added, with its record in ``requests`` (when given), and leaves the
+    choice to the planner: a superset of the real candidates, as the real query's is. This fake
+    knows no exports, so no candidate has any; ``unreadable`` rows come on every first page.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, requests: ExportRequests | None = None) -> None:
         self.drafts: dict[DraftRef, tuple[DraftOrder, builtins.list[DraftLine]]] = {}
         self.reads: builtins.list[DraftRef] = []
+        self.requests = requests
+        self.unreadable: builtins.list[UnreadableDraft] = []
 
     def add(self, ref: DraftRef, *, lines: int = 3, status: str = APPROVED) -> DraftOrder:
         """Add :func:`sample_draft` of ``ref``; returns the draft."""
@@ -99,7 +104,41 @@ class FakeDraftSource:
         changed_since: datetime | None = None,
         due_only: bool = False,
     ) -> CandidatePage:
-        raise NotImplementedError("candidate paging is tested on the SQL draft source")
+        candidates = [
+            Candidate(
+                draft=draft,
+                request=None if self.requests is None else self.requests.get(ref),
+                has_exports=False,
+            )
+            for ref, (draft, _) in self.drafts.items()
+            if draft.status == APPROVED
+        ]
+        if changed_since is not None:
+            candidates = [c for c in candidates if c.draft.updated_at >= changed_since]
+            candidates.sort(key=lambda c: (c.draft.updated_at, c.draft.org_id, c.draft.id))
+        else:
+            candidates.sort(
+                key=lambda c: (
+                    c.draft.approved_at or c.draft.updated_at,
+                    c.draft.org_id,
+                    c.draft.id,
+                )
+            )
+        if due_only:
+            candidates = [
+                c
+                for c in candidates
+                if c.request is not None
+                and c.request.next_due_at is not None
+                and c.request.next_due_at <= now
+            ]
+        start = after if isinstance(after, int) else 0
+        end = start + limit
+        return CandidatePage(
+            candidates=candidates[start:end],
+            unreadable=list(self.unreadable) if after is None else [],
+            cursor=end if end < len(candidates) else None,
+        )
 
 
 class FakeConnectorConfigs:
