@@ -9,6 +9,7 @@ from pydantic import Field
 
 from orderflow_exports.adapters.dagster_instance import DagsterRunLiveness
 from orderflow_exports.adapters.sql.export_requests import SqlExportRequests
+from orderflow_exports.application.draft_checks import check_drafts
 from orderflow_exports.application.export_batch import BatchResult, ExportBatch
 from orderflow_exports.application.export_service import ExportOutcome, ExportService
 from orderflow_exports.application.planning import report_outcomes_or_log
@@ -22,7 +23,6 @@ from orderflow_exports.defs.resources import (
     local_folder_resolver,
 )
 from orderflow_exports.defs.settings import export_retry_delay
-from orderflow_exports.domain.drafts import ensure_exportable
 from orderflow_exports.domain.errors import ExportError, OrderflowError
 from orderflow_exports.domain.export_requests import RequestOutcome
 from orderflow_exports.domain.naming import DraftRef
@@ -135,32 +135,13 @@ def _partition_refs(context: dg.AssetExecutionContext) -> dict[str, DraftRef]:
 def approved_drafts(
     context: dg.AssetExecutionContext, database: DatabaseResource
 ) -> dg.MaterializeResult:
-    drafts = database.drafts()
-    refused: dict[str, str] = {}
-    summary: dict[str, dict[str, Any]] = {}
-    refs_by_key = _partition_refs(context)
-    for key, ref in refs_by_key.items():
-        try:
-            draft = ensure_exportable(ref, drafts.get_draft(ref))
-        except OrderflowError as exc:
-            refused[key] = str(exc)
-            continue
-        summary[key] = {
-            "customer": draft.customer_name,
-            "line_count": draft.line_count,
-            "approved_at": draft.approved_at.isoformat() if draft.approved_at else None,
-        }
+    check = check_drafts(database.drafts(), _partition_refs(context))
+    refused, summary = check.refused, check.accepted
     if refused:
-        _report(
-            context,
-            database,
-            [(refs_by_key[key], RequestOutcome.REFUSED, reason) for key, reason in refused.items()],
-        )
+        _report(context, database, check.refusal_reports())
     if refused and not summary:
         _fail_permanently(
-            context,
-            "refused: " + "; ".join(f"{k}: {v}" for k, v in refused.items()),
-            metadata={"refused": dg.MetadataValue.json(refused)},
+            context, check.refusal_text(), metadata={"refused": dg.MetadataValue.json(refused)}
         )
     for key, reason in refused.items():
         # In a batch one refused draft must not stop the others: export_json refuses it again
