@@ -11,6 +11,7 @@ from orderflow_exports.domain.ports import (
     ExportPartitions,
     ExportRequests,
     ExportStore,
+    RunFailures,
     RunLiveness,
 )
 from orderflow_exports_tests.fakes.dropzone import FakeDropzone, FakeDropzoneSession
@@ -20,6 +21,7 @@ from orderflow_exports_tests.fakes.requests import FakeExportRequests
 from orderflow_exports_tests.fakes.sources import (
     FakeConnectorConfigs,
     FakeDraftSource,
+    FakeRunFailures,
     FakeRunLiveness,
 )
 from orderflow_exports_tests.fakes.store import FakeExportStore
@@ -34,6 +36,8 @@ def _conforms() -> None:
     drafts: DraftSource = FakeDraftSource()
     configs: ConnectorConfigs = FakeConnectorConfigs()
     liveness: RunLiveness = FakeRunLiveness()
+    failures: RunFailures = FakeRunFailures()
     requests: ExportRequests = FakeExportRequests()
     partitions: ExportPartitions = FakeExportPartitions()
-    del ledger, connector, session, store, drafts, configs, liveness, requests, partitions
+    del ledger, connector, session, store, drafts, configs, liveness, failures, requests
+    del partitions
