@@ -1,8 +1,10 @@
-"""The Dagster instance as a port: run liveness, and run-less asset check evaluations.
+"""The Dagster instance as a port: run liveness, failed runs, run-less check evaluations.
 
-Two things read the instance's storage directly:
+Three things read the instance's storage directly:
 
 - :class:`DagsterRunLiveness`: whether a run may still be working (the ``RunLiveness`` port).
+- :class:`DagsterRunFailures`: failed runs of a job and the first error each logged (the
+  ``RunFailures`` port the failed-run alerts read).
 - :func:`once_per_partition`: Dagster 1.13 stores a run-less partitioned check evaluation under
   run_id '' in ``asset_check_executions``, whose unique index (asset_key, check_name, run_id,
   partition) lets each partition hold only one. A second one makes
@@ -16,7 +18,12 @@ Two things read the instance's storage directly:
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import dagster as dg
+
+from orderflow_exports.domain.ports import FailedRun
 
 _ACTIVE = {
     dg.DagsterRunStatus.QUEUED,
@@ -40,6 +47,54 @@ class DagsterRunLiveness:
     def is_active(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
         return run is not None and run.status in _ACTIVE
+
+
+class DagsterRunFailures:
+    """The ``RunFailures`` port over the Dagster instance's run storage and event logs."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self._instance = instance
+
+    def failed_since(self, job_name: str, since: datetime, *, limit: int) -> list[FailedRun]:
+        records = self._instance.get_run_records(
+            dg.RunsFilter(
+                job_name=job_name,
+                statuses=[dg.DagsterRunStatus.FAILURE],
+                updated_after=since,
+            ),
+            limit=limit,
+        )
+        return [self.failed_run(record.dagster_run) for record in records]
+
+    def failed_run(self, run: dg.DagsterRun) -> FailedRun:
+        """One failed run (e.g. the run a run-failure sensor was called for) as a value."""
+        return FailedRun(
+            run_id=run.run_id,
+            job_name=run.job_name,
+            tags=dict(run.tags),
+            error=self.first_error(run.run_id),
+        )
+
+    def first_error(self, run_id: str) -> str | None:
+        """The first failed step's error, else the root cause of the run's failure event."""
+        for entry in self._instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+            event = entry.dagster_event
+            if event is not None and event.step_failure_data.error is not None:
+                error = event.step_failure_data.error
+                return f"step {event.step_key}: {error.message.strip()}"
+        for entry in self._instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
+            event = entry.dagster_event
+            if event is None:
+                continue
+            cause: Any = getattr(event.event_specific_data, "error", None)
+            # A resource that failed to start (e.g. an unmigrated database) is only in the
+            # run's failure event; its root cause is the useful part.
+            while cause is not None and cause.cause is not None:
+                cause = cause.cause
+            text = cause.message.strip() if cause is not None else event.message
+            if text:
+                return str(text)
+        return None
 
 
 def once_per_partition(

@@ -1,7 +1,7 @@
 """Which situations need a person, and telling each notifier channel of each one once.
 
 Conditions come from the ledger and the request table (:class:`AlertConditions`); failed runs
-come from the Dagster wiring as plain values (:func:`run_failed_alert`). Every situation is an
+come from the run history (``application/run_failures.py``). Every situation is an
 *event* with a stable key, e.g. ``ACK_TIMEOUT:<export_id>`` or
 ``TRANSPORT_FAILING:<org>:<first export of the streak>``: a new attempt, a new streak or a new
 "needs a person" mark is a new event; the same one seen again on the next tick is not.
@@ -95,6 +95,29 @@ class AlertSettings:
     max_drafts_per_alert: int = 50
 
 
+def smtp_recipients(configured: Sequence[str] | None, listed: str | None) -> list[str]:
+    """The e-mail channel's recipients: ``configured`` when it names any, else the
+    comma-separated ``listed`` (``ORDERFLOW_ALERT_SMTP_TO``) without blanks.
+
+    Raises ValueError naming both settings when neither gives a recipient.
+    """
+    recipients = list(configured or ()) or [
+        r.strip() for r in (listed or "").split(",") if r.strip()
+    ]
+    if not recipients:
+        raise ValueError(
+            "SMTP alerts are configured (smtp_host) but have no recipient: set smtp_to or "
+            "ORDERFLOW_ALERT_SMTP_TO"
+        )
+    return recipients
+
+
+def flag(text: str | None, *, default: bool = False) -> bool:
+    """A true/false setting spelled in an environment variable (any case; only "true" is
+    true); ``default`` when unset."""
+    return default if text is None else text.lower() == "true"
+
+
 # --- building alerts -----------------------------------------------------------------------
 
 
@@ -184,31 +207,6 @@ def transport_alert(first: ExportRecord, last: ExportRecord, count: int) -> Aler
         "the drafts that need a re-send",
         event_keys=(f"{AlertKind.TRANSPORT_FAILING}:{org}:{first.id}",),
         details={"failures_in_a_row": count, "first_failed_at": first.created_at.isoformat()},
-    )
-
-
-def run_failed_alert(
-    *, run_id: str, job_name: str, partition_keys: Sequence[str], error: str | None
-) -> Alert:
-    """A failed export run; ``partition_keys`` are the run's drafts when the tags name them."""
-    orgs = {key.partition(":")[0] for key in partition_keys}
-    return Alert(
-        kind=AlertKind.RUN_FAILED,
-        title=f"run {run_id} of {job_name} failed",
-        org_id=orgs.pop() if len(orgs) == 1 else None,
-        drafts=tuple(partition_keys),
-        error_code="RUN_FAILURE",
-        error_message=error,
-        next_step=f"Read the failed step of run {run_id} in the Dagster UI (Runs → {run_id}); "
-        "`orderflow-exports exports attention` lists the drafts that need a person; then "
-        "re-execute the run from failure in the UI, or "
-        + (
-            resend_step(list(partition_keys))
-            if partition_keys
-            else resend_step(["<org_id>:<draft_order_id>"])
-        ),
-        event_keys=(f"{AlertKind.RUN_FAILED}:{run_id}",),
-        details={"dagster_run_id": run_id, "job": job_name},
     )
 
 

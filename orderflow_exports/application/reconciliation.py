@@ -18,11 +18,12 @@ listed (never through a symlink), and only ack files at the top of its ack folde
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from orderflow_exports.domain.ack_files import (
     DEFAULT_MAX_ACK_BYTES,
@@ -108,6 +109,61 @@ class OrgReconciliation:
         counts = ", ".join(f"{n} {kind}" for kind, n in self.counts().items() if n)
         fixed = sum(f.fixed is not None for f in self.findings)
         return f"org {self.org_id}: {counts}" + (f" ({fixed} fixed)" if fixed else "")
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    """A finding as JSON for metadata and log lines: its set fields only, ages in seconds."""
+    return {
+        k: v
+        for k, v in {
+            "class": finding.kind,
+            "subject": finding.subject,
+            "draft_order_id": finding.draft_order_id,
+            "export_id": finding.export_id,
+            "age_seconds": round(finding.age_seconds) if finding.age_seconds is not None else None,
+            "detail": finding.detail,
+            "next_step": finding.next_step,
+            "fixed": finding.fixed,
+        }.items()
+        if v not in (None, "")
+    }
+
+
+def finding_line(finding: Finding) -> str:
+    """The log line of one finding."""
+    return f"{finding.org_id}: {finding.kind}: {json.dumps(finding_json(finding))}"
+
+
+@dataclass(frozen=True)
+class ReconciliationTotals:
+    """One reconciliation over every org in totals, and what left it incomplete."""
+
+    orgs: int
+    orgs_not_reconciled: int
+    findings: tuple[Finding, ...]
+    fixed: int
+    per_org: dict[str, dict[str, int]]
+    incomplete: tuple[str, ...]  # the description of each org that could not be checked
+
+    @property
+    def incomplete_message(self) -> str | None:
+        """Why the reconciliation failed, or None when every org was checked."""
+        if not self.incomplete:
+            return None
+        return "reconciliation incomplete: " + "; ".join(self.incomplete)
+
+
+def reconciliation_totals(results: Sequence[OrgReconciliation]) -> ReconciliationTotals:
+    """The totals of per-org results, in the order the results come."""
+    findings = tuple(finding for result in results for finding in result.findings)
+    return ReconciliationTotals(
+        orgs=len(results),
+        orgs_not_reconciled=sum(not r.reconciled for r in results),
+        findings=findings,
+        fixed=sum(f.fixed is not None for f in findings),
+        per_org={r.org_id: r.counts() for r in results},
+        incomplete=tuple(r.describe() for r in results if not r.reconciled),
+    )
 
 
 def utc_now() -> datetime:

@@ -1,21 +1,23 @@
 """Alerts in Dagster: the ``notifier`` resource, a run-failure sensor and the alert sensor.
 
-Wiring only: conditions and delivery are ``application/alerting.py``; the channels are
-``adapters/notifiers``. ``export_run_failure_alert_sensor`` tells of a failed
-``export_drafts_job`` run as soon as the daemon sees it; ``orderflow_alerts_sensor`` (every
-60 s) tells of the ledger's conditions and also of failed runs of the last hours, so a run
-failure whose first delivery failed is told on a later tick (each event once per channel).
+Wiring only: conditions and delivery are ``application/alerting.py``, failed runs as alerts
+``application/run_failures.py`` over the instance's run history
+(``adapters/dagster_instance.py``); the channels are ``adapters/notifiers``.
+``export_run_failure_alert_sensor`` tells of a failed ``export_drafts_job`` run as soon as the
+daemon sees it; ``orderflow_alerts_sensor`` (every 60 s) tells of the ledger's conditions and
+also of failed runs of the last hours, so a run failure whose first delivery failed is told on
+a later tick (each event once per channel).
 """
 
 # No ``from __future__ import annotations``: Dagster reads the context and resource annotations.
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from orderflow_exports.adapters.dagster_instance import DagsterRunFailures
 from orderflow_exports.adapters.notifiers.log import LogNotifier
 from orderflow_exports.adapters.notifiers.smtp import SmtpNotifier
 from orderflow_exports.adapters.notifiers.webhook import WebhookNotifier
@@ -26,18 +28,19 @@ from orderflow_exports.application.alerting import (
     DeliveryReport,
     deliver,
     find_alerts,
-    run_failed_alert,
+    flag,
+    smtp_recipients,
 )
+from orderflow_exports.application.run_failures import failed_run_alert, failed_run_alerts
 from orderflow_exports.defs.jobs import export_drafts_job
 from orderflow_exports.defs.resources import DatabaseResource
 from orderflow_exports.defs.settings import resolve_secret_dirs
-from orderflow_exports.domain.alerts import Alert, Notifier
+from orderflow_exports.domain.alerts import Notifier
 
 NOTIFIER_RESOURCE_KEY = "notifier"
 # The SMTP password reference is scoped like an org's: env:ORDERFLOW_SECRET_ALERTS_... or a
 # file under <secret folder>/alerts/.
 ALERTS_SECRET_SCOPE = "alerts"
-_ERROR_LIMIT = 800
 
 
 def _env(name: str) -> str | None:
@@ -158,17 +161,10 @@ class NotifierResource(dg.ConfigurableResource):
 
     def _smtp(self, host: str) -> SmtpNotifier:
         port = self.smtp_port or int(_env("ORDERFLOW_ALERT_SMTP_PORT") or 25)
-        recipients = self.smtp_to or [
-            r.strip() for r in (_env("ORDERFLOW_ALERT_SMTP_TO") or "").split(",") if r.strip()
-        ]
-        if not recipients:
-            raise ValueError(
-                "SMTP alerts are configured (smtp_host) but have no recipient: set smtp_to or "
-                "ORDERFLOW_ALERT_SMTP_TO"
-            )
+        recipients = smtp_recipients(self.smtp_to, _env("ORDERFLOW_ALERT_SMTP_TO"))
         starttls = self.smtp_starttls
         if starttls is None:
-            starttls = (_env("ORDERFLOW_ALERT_SMTP_STARTTLS") or "false").lower() == "true"
+            starttls = flag(_env("ORDERFLOW_ALERT_SMTP_STARTTLS"))
         username = self.smtp_username or _env("ORDERFLOW_ALERT_SMTP_USERNAME")
         ref = self.smtp_password_ref or _env("ORDERFLOW_ALERT_SMTP_PASSWORD_REF")
         password = None
@@ -192,53 +188,6 @@ class NotifierResource(dg.ConfigurableResource):
             timeout_seconds=self.smtp_timeout_seconds,
             ca_file=self.smtp_ca_file or _env("ORDERFLOW_ALERT_SMTP_CA_FILE"),
         )
-
-
-# --- failed runs -------------------------------------------------------------------------------
-
-
-def _run_partition_keys(tags: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    key = tags.get("dagster/partition")
-    if key:
-        return [key], {}
-    start = tags.get("dagster/asset_partition_range_start")
-    end = tags.get("dagster/asset_partition_range_end")
-    if start and end:
-        return [], {"partition_range": f"{start}...{end}"}
-    return [], {}
-
-
-def _first_step_error(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-        event = entry.dagster_event
-        if event is not None and event.step_failure_data.error is not None:
-            error = event.step_failure_data.error
-            return f"step {event.step_key}: {error.message.strip()}"[:_ERROR_LIMIT]
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
-        event = entry.dagster_event
-        if event is None:
-            continue
-        cause: Any = getattr(event.event_specific_data, "error", None)
-        # A resource that failed to start (e.g. an unmigrated database) is only in the run's
-        # failure event; its root cause is the useful part.
-        while cause is not None and cause.cause is not None:
-            cause = cause.cause
-        text = cause.message.strip() if cause is not None else event.message
-        if text:
-            return text[:_ERROR_LIMIT]
-    return None
-
-
-def failed_run_alert(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Alert:
-    keys, extra = _run_partition_keys(dict(run.tags))
-    alert = run_failed_alert(
-        run_id=run.run_id,
-        job_name=run.job_name,
-        partition_keys=keys,
-        error=_first_step_error(instance, run.run_id),
-    )
-    alert.details.update(extra)
-    return alert
 
 
 def _report(log: Any, report: DeliveryReport) -> str:
@@ -267,7 +216,7 @@ def export_run_failure_alert_sensor(
     notifier: NotifierResource,
     database: DatabaseResource,
 ) -> None:
-    alert = failed_run_alert(context.instance, context.dagster_run)
+    alert = failed_run_alert(DagsterRunFailures(context.instance).failed_run(context.dagster_run))
     report = deliver(
         [alert],
         notifier.notifiers(context.log),
@@ -276,20 +225,6 @@ def export_run_failure_alert_sensor(
         max_drafts_per_alert=notifier.max_drafts_per_alert,
     )
     _report(context.log, report)
-
-
-def _recent_failed_runs(
-    instance: dg.DagsterInstance, lookback: timedelta, now: datetime
-) -> Sequence[dg.DagsterRun]:
-    records = instance.get_run_records(
-        dg.RunsFilter(
-            job_name=export_drafts_job.name,
-            statuses=[dg.DagsterRunStatus.FAILURE],
-            updated_after=now - lookback,
-        ),
-        limit=100,
-    )
-    return [record.dagster_run for record in records]
 
 
 @dg.sensor(
@@ -308,11 +243,11 @@ def orderflow_alerts_sensor(
     now = _now()
     engine = database.engine
     alerts = find_alerts(SqlAlertConditions(engine), notifier.settings(), now=now)
-    lookback = timedelta(hours=notifier.run_failure_lookback_hours)
-    alerts += [
-        failed_run_alert(context.instance, run)
-        for run in _recent_failed_runs(context.instance, lookback, now)
-    ]
+    alerts += failed_run_alerts(
+        DagsterRunFailures(context.instance),
+        export_drafts_job.name,
+        since=now - timedelta(hours=notifier.run_failure_lookback_hours),
+    )
     report = deliver(
         alerts,
         notifier.notifiers(context.log),

@@ -13,8 +13,6 @@ without that; the op returns the ``findings`` and sends their alerts once they a
 
 # No ``from __future__ import annotations``: Dagster reads the context and resource annotations.
 
-import json
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +28,9 @@ from orderflow_exports.application.reconciliation import (
     OrgReconciliation,
     Reconciler,
     ReconcileSettings,
+    finding_json,
+    finding_line,
+    reconciliation_totals,
 )
 from orderflow_exports.defs.alerts import NotifierResource
 from orderflow_exports.defs.resources import (
@@ -104,23 +105,6 @@ class ReconciliationResource(dg.ConfigurableResource):
         )
 
 
-def _finding_json(finding: Finding) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in {
-            "class": finding.kind,
-            "subject": finding.subject,
-            "draft_order_id": finding.draft_order_id,
-            "export_id": finding.export_id,
-            "age_seconds": round(finding.age_seconds) if finding.age_seconds is not None else None,
-            "detail": finding.detail,
-            "next_step": finding.next_step,
-            "fixed": finding.fixed,
-        }.items()
-        if v not in (None, "")
-    }
-
-
 def org_observation(result: OrgReconciliation) -> dg.AssetObservation:
     """The per-org report on ``export_json``."""
     metadata: dict[str, Any] = {
@@ -132,7 +116,7 @@ def org_observation(result: OrgReconciliation) -> dg.AssetObservation:
         "ack_files_read": result.ack_files_read,
         "ack_files_unreadable": result.ack_files_unreadable,
         "findings": dg.MetadataValue.json(
-            [_finding_json(f) for f in result.findings[:_MAX_FINDINGS_IN_METADATA]]
+            [finding_json(f) for f in result.findings[:_MAX_FINDINGS_IN_METADATA]]
         ),
     }
     return dg.AssetObservation(
@@ -198,19 +182,20 @@ def reconcile_dropzones(
     results = run_reconciliation(
         database, dropzone, export_store, reconciliation, context.instance, context.log
     )
-    findings = [finding for result in results for finding in result.findings]
+    totals = reconciliation_totals(results)
+    findings = list(totals.findings)
     for result in results:
         context.log_event(org_observation(result))
     for finding in findings:
         report = context.log.error if finding.kind == "not_reconciled" else context.log.warning
-        report(f"{finding.org_id}: {finding.kind}: {json.dumps(_finding_json(finding))}")
+        report(finding_line(finding))
     context.add_output_metadata(
         {
-            "orgs": len(results),
-            "orgs_not_reconciled": sum(not r.reconciled for r in results),
+            "orgs": totals.orgs,
+            "orgs_not_reconciled": totals.orgs_not_reconciled,
             "findings": len(findings),
-            "fixed": sum(f.fixed is not None for f in findings),
-            "per_org": dg.MetadataValue.json({r.org_id: r.counts() for r in results}),
+            "fixed": totals.fixed,
+            "per_org": dg.MetadataValue.json(totals.per_org),
         }
     )
     # Alerts come after the findings are on record (observations, log); a channel that fails
@@ -225,14 +210,9 @@ def reconcile_dropzones(
     alerts_line = f"reconciliation alerts: {delivery.summary()}"
     (context.log.error if delivery.failures else context.log.info)(alerts_line)
     context.add_output_metadata({"alerts": alerts_line})
-    _fail_if_incomplete(results)
+    if totals.incomplete_message is not None:
+        raise dg.Failure(description=totals.incomplete_message)
     return findings
-
-
-def _fail_if_incomplete(results: Sequence[OrgReconciliation]) -> None:
-    incomplete = [r.describe() for r in results if not r.reconciled]
-    if incomplete:
-        raise dg.Failure(description="reconciliation incomplete: " + "; ".join(incomplete))
 
 
 @dg.job(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -326,6 +326,27 @@ class RunLiveness(Protocol):
     """Tells whether the run that owns a PENDING export may still be working on it."""
 
     def is_active(self, run_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """A failed run as an alert tells of it: its id, job and tags, and the first error it
+    logged (a failed step's, else the run failure's root cause), if any."""
+
+    run_id: str
+    job_name: str
+    tags: Mapping[str, str]
+    error: str | None = None
+
+
+class RunFailures(Protocol):
+    """The failed runs of a job, as the deployment's run history holds them."""
+
+    def failed_since(
+        self, job_name: str, since: datetime, *, limit: int
+    ) -> builtins.list[FailedRun]:
+        """Runs of ``job_name`` that failed and were last updated after ``since``."""
+        ...
 
 
 class ExportRequests(Protocol):

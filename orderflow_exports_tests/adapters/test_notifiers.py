@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orderflow_exports.adapters.notifiers.smtp import SmtpNotifier
-from orderflow_exports.application.alerting import run_failed_alert
+from orderflow_exports.application.run_failures import run_failed_alert
 from orderflow_exports.domain.alerts import AlertDeliveryError
 from orderflow_exports_tests.support.alert_servers import TlsSmtpReceiver, tls_smtp_server
 

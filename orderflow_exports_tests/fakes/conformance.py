@@ -12,6 +12,7 @@ from orderflow_exports.domain.ports import (
     ExportRequests,
     ExportStore,
     KnownPartitions,
+    RunFailures,
     RunLiveness,
 )
 from orderflow_exports_tests.fakes.dropzone import FakeDropzone, FakeDropzoneSession
@@ -21,6 +22,7 @@ from orderflow_exports_tests.fakes.requests import FakeExportRequests
 from orderflow_exports_tests.fakes.sources import (
     FakeConnectorConfigs,
     FakeDraftSource,
+    FakeRunFailures,
     FakeRunLiveness,
 )
 from orderflow_exports_tests.fakes.store import FakeExportStore
@@ -35,7 +37,9 @@ def _conforms() -> None:
     drafts: DraftSource = FakeDraftSource()
     configs: ConnectorConfigs = FakeConnectorConfigs()
     liveness: RunLiveness = FakeRunLiveness()
+    failures: RunFailures = FakeRunFailures()
     requests: ExportRequests = FakeExportRequests()
     partitions: ExportPartitions = FakeExportPartitions()
     known: KnownPartitions = FakeKnownPartitions()
-    del ledger, connector, session, store, drafts, configs, liveness, requests, partitions, known
+    del ledger, connector, session, store, drafts, configs, liveness, failures, requests
+    del partitions, known

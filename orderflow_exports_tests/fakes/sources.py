@@ -1,4 +1,5 @@
-"""Fakes of the read-mostly ports: ``DraftSource``, ``ConnectorConfigs``, ``RunLiveness``.
+"""Fakes of the read-mostly ports: ``DraftSource``, ``ConnectorConfigs``, ``RunLiveness``,
+``RunFailures``.
 
 Also :func:`sample_draft`, a valid APPROVED draft with its lines, built without a database.
 """
@@ -14,7 +15,7 @@ from decimal import Decimal
 from orderflow_exports.domain.drafts import APPROVED, DraftLine, DraftOrder
 from orderflow_exports.domain.export_requests import Candidate, CandidatePage, UnreadableDraft
 from orderflow_exports.domain.naming import DraftRef
-from orderflow_exports.domain.ports import ExportRequests
+from orderflow_exports.domain.ports import ExportRequests, FailedRun
 from orderflow_exports.domain.records import ConnectorConfig
 
 APPROVED_AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -180,3 +181,19 @@ class FakeRunLiveness:
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self.active
+
+
+class FakeRunFailures:
+    """``RunFailures``: the runs added with their job and last update, newest first."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[FailedRun, datetime]] = []
+        self.asked: list[tuple[str, datetime, int]] = []
+
+    def add(self, run: FailedRun, *, updated_at: datetime) -> None:
+        self.runs.append((run, updated_at))
+
+    def failed_since(self, job_name: str, since: datetime, *, limit: int) -> list[FailedRun]:
+        self.asked.append((job_name, since, limit))
+        newest_first = sorted(self.runs, key=lambda entry: entry[1], reverse=True)
+        return [run for run, at in newest_first if run.job_name == job_name and at > since][:limit]

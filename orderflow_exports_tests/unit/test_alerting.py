@@ -10,9 +10,11 @@ import pytest
 from orderflow_exports.application.alerting import (
     deliver,
     erp_rejected_alert,
+    flag,
     merge_alerts,
-    run_failed_alert,
+    smtp_recipients,
 )
+from orderflow_exports.application.run_failures import run_failed_alert
 from orderflow_exports.domain.alerts import Alert, AlertDeliveryError, AlertKind
 from orderflow_exports.domain.records import ExportRecord
 from orderflow_exports.domain.status import ExportStatus
@@ -140,3 +142,20 @@ def test_time_budget_defers_the_rest_to_the_next_tick() -> None:
     assert "3 alert(s) left for the next tick" in report.summary()
     deliver(alerts, [channel], log, now=NOW, max_drafts_per_alert=1)
     assert len(channel.sent) == 3
+
+
+def test_smtp_recipients_come_from_the_config_else_the_comma_separated_list() -> None:
+    assert smtp_recipients(["ops@example.com"], "x@example.com") == ["ops@example.com"]
+    assert smtp_recipients(None, " a@example.com, ,b@example.com ,") == [
+        "a@example.com",
+        "b@example.com",
+    ]
+    assert smtp_recipients([], "a@example.com") == ["a@example.com"]
+    with pytest.raises(ValueError, match="set smtp_to or ORDERFLOW_ALERT_SMTP_TO"):
+        smtp_recipients(None, " , ")
+
+
+def test_flag_is_true_only_when_spelled_true() -> None:
+    assert flag("TRUE") and flag("true")
+    assert not flag("yes") and not flag("false") and not flag(None)
+    assert flag(None, default=True)
