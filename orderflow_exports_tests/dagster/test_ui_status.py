@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from orderflow_exports.defs.acks.sensor import tick_text
+from orderflow_exports.application.acks.report import tick_text
 from orderflow_exports.domain.status import ExportStatus
 from orderflow_exports_tests.dagster.test_ack_sensor import (
     check_evaluations,

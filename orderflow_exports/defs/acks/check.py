@@ -10,11 +10,10 @@ from typing import Any
 
 import dagster as dg
 
+from orderflow_exports.application.acks.report import ack_check_verdict
 from orderflow_exports.defs.acks.events import (
-    ACK_STATE_WAITING,
     ERP_ACK_CHECK,
     EXPORT_JSON,
-    ack_state,
     clean_metadata,
     state_metadata,
 )
@@ -23,7 +22,6 @@ from orderflow_exports.defs.resources import DatabaseResource
 from orderflow_exports.domain.errors import OrderflowError
 from orderflow_exports.domain.naming import DraftRef
 from orderflow_exports.domain.records import ExportRecord
-from orderflow_exports.domain.status import ExportStatus
 
 
 def _check_metadata(record: ExportRecord | None) -> dict[str, Any]:
@@ -64,32 +62,17 @@ def erp_ack(
             rows[key] = ledger.latest(DraftRef.from_partition_key(key))
         except OrderflowError:
             rows[key] = None
-    failed = [k for k, r in rows.items() if r is not None and r.status is ExportStatus.FAILED]
-    missing = [k for k, r in rows.items() if r is None]
-    waiting = [
-        k for k, r in rows.items() if r is not None and ack_state(r.status) == ACK_STATE_WAITING
-    ]
-    passed = not failed and not missing
-    severity = dg.AssetCheckSeverity.ERROR if failed else dg.AssetCheckSeverity.WARN
+    verdict = ack_check_verdict(rows)
+    severity = dg.AssetCheckSeverity.ERROR if verdict.failed else dg.AssetCheckSeverity.WARN
     if len(rows) == 1:
         [(key, record)] = rows.items()
         metadata = _check_metadata(record)
     else:
         # Counts only: per-draft states are on each partition's observations (linear storage).
-        metadata = {
-            "needs_action": len(failed),
-            "waiting_for_ack": len(waiting),
-            "acked": len(rows) - len(failed) - len(waiting) - len(missing),
-            "not_exported": len(missing),
-        }
-    if failed:
-        description = f"NEEDS ACTION: {len(failed)} export(s) FAILED: {', '.join(failed[:20])}"
-    elif missing:
-        description = f"{len(missing)} draft(s) not exported: {', '.join(missing[:20])}"
-    elif waiting:
-        description = f"{len(waiting)} export(s) waiting for the ERP's ack (not a failure)"
-    else:
-        description = "acknowledged by the ERP"
+        metadata = dict(verdict.counts())
     return dg.AssetCheckResult(
-        passed=passed, severity=severity, metadata=metadata, description=description
+        passed=verdict.passed,
+        severity=severity,
+        metadata=metadata,
+        description=verdict.description(),
     )

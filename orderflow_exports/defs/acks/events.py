@@ -17,6 +17,7 @@ import dagster as dg
 
 from orderflow_exports.adapters.dagster_instance import RunlessEvent
 from orderflow_exports.application.acks.memory import AckPassMemory, problem_digest
+from orderflow_exports.application.acks.report import ACK_STATE_NEEDS_ACTION, ack_state
 from orderflow_exports.application.acks.results import AckOutcome, AckPassSummary, AckTimeout
 from orderflow_exports.domain.ack_decisions import ACK_TIMEOUT
 from orderflow_exports.domain.status import ExportStatus
@@ -35,22 +36,10 @@ def clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 
 # What the draft's partition says about its latest export. Waiting is not a failure; the two
 # states that need a person carry the next step.
-ACK_STATE_WAITING = "WAITING_FOR_ACK"
-ACK_STATE_ACKED = "ACKED"
-ACK_STATE_NEEDS_ACTION = "NEEDS_ACTION"
 NEXT_STEP = (
     "re-send: Materialize this partition of export_json (no force needed for a FAILED latest "
     "export); for ACK_TIMEOUT first look for the export id in the ERP's inbox"
 )
-
-
-def ack_state(status: ExportStatus | None) -> str:
-    """The draft's ack state as its partition shows it, from its latest export's status."""
-    if status is ExportStatus.ACKED:
-        return ACK_STATE_ACKED
-    if status is ExportStatus.FAILED:
-        return ACK_STATE_NEEDS_ACTION
-    return ACK_STATE_WAITING
 
 
 def state_metadata(status: ExportStatus | None) -> dict[str, Any]:

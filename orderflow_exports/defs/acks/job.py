@@ -8,6 +8,7 @@ logged; the run fails when an org's ack folder could not be processed.
 
 import dagster as dg
 
+from orderflow_exports.application.acks.report import incomplete_orgs, pass_totals
 from orderflow_exports.defs.acks.events import ack_events
 from orderflow_exports.defs.acks.resource import AckProcessingResource, run_ack_pass
 from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource
@@ -28,18 +29,8 @@ def process_acks(
     )
     for event in ack_events(summaries):
         context.log_event(event)  # type: ignore[arg-type]  # check evaluations are accepted too
-    applied = sum(len(s.applied) for s in summaries)
-    context.add_output_metadata(
-        {
-            "orgs": len(summaries),
-            "applied": applied,
-            "replayed": sum(len(s.replayed) for s in summaries),
-            "rejected": sum(len(s.rejected) for s in summaries),
-            "timed_out": sum(len(s.timeouts) for s in summaries),
-            "deferred": sum(s.deferred for s in summaries),
-        }
-    )
-    problems = [s.describe() for s in summaries if s.failure or s.stuck]
+    context.add_output_metadata(pass_totals(summaries).as_metadata())
+    problems = incomplete_orgs(summaries)
     if problems:
         # CI and operators run this job to be sure acks were read: say so when they were not.
         raise dg.Failure(

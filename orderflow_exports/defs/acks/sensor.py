@@ -23,11 +23,10 @@ import dagster as dg
 from orderflow_exports.adapters.dagster_instance import once_per_partition
 from orderflow_exports.application.acks.memory import AckPassMemory, next_memory
 from orderflow_exports.application.acks.processor import resume_after, timed_out_orgs
-from orderflow_exports.application.acks.results import AckPassSummary
+from orderflow_exports.application.acks.report import idle_text, tick_problems, tick_text
 from orderflow_exports.defs.acks.events import ack_events
 from orderflow_exports.defs.acks.resource import AckProcessingResource, run_ack_pass
 from orderflow_exports.defs.resources import DatabaseResource, DropzoneResource
-from orderflow_exports.domain.status import ExportStatus
 
 
 class AckCursor:
@@ -98,37 +97,11 @@ def erp_ack_sensor(
         slow=timed_out_orgs(summaries),
     )
     context.update_cursor(next_cursor.dump(s.org_id for s in summaries))
-    problems = [
-        s.describe() for s in summaries if s.failure or s.stuck or s.not_reached or s.rejected
-    ]
+    problems = tick_problems(summaries)
     if not events:
-        if not summaries:
-            return dg.SkipReason("no enabled connector configs")
-        if problems:
-            return dg.SkipReason("no ack applied; " + "; ".join(problems))
-        return dg.SkipReason(
-            f"no acks to apply and no exports past their deadline in {len(summaries)} org(s)"
-        )
+        return dg.SkipReason(idle_text(summaries, problems))
     for problem in problems:
         context.log.error(problem)
     # The tick list shows a tick's skip text, not its asset events: say what this tick did there
     # (it requests no runs, so without it a working tick reads like an idle one).
     return dg.SensorResult(asset_events=events, skip_reason=tick_text(summaries, problems))
-
-
-def tick_text(summaries: Sequence[AckPassSummary], problems: Sequence[str] = ()) -> str:
-    """One line for the tick list: what a pass applied, skipped and why, per kind."""
-    applied = [o for s in summaries for o in s.applied]
-    acked = sum(1 for o in applied if o.status is ExportStatus.ACKED)
-    parts = [
-        f"applied {len(applied)} ack(s) ({acked} ACKED, {len(applied) - acked} FAILED by the ERP)",
-        f"{sum(len(s.replayed) for s in summaries)} replayed (no change)",
-        f"{sum(len(s.rejected) for s in summaries)} moved to error/",
-        f"{sum(len(s.timeouts) for s in summaries)} ACK_TIMEOUT",
-        f"{sum(s.deferred for s in summaries)} deferred to the next tick",
-        f"in {len(summaries)} org(s)",
-    ]
-    text = ", ".join(parts)
-    if problems:
-        text += "; problems: " + "; ".join(problems)
-    return text[:2000]
