@@ -6,6 +6,7 @@ imports only the domain from this project, and use cases only the domain and oth
 """
 
 import ast
+import re
 from pathlib import Path
 
 import orderflow_exports.application as application
@@ -89,3 +90,32 @@ def test_the_checks_see_an_offending_import(tmp_path: Path) -> None:
     )
     assert _imported_roots(bad) & FORBIDDEN == {"dagster"}
     assert _project_imports(bad) == {"orderflow_exports.adapters.sql"}
+
+
+# Dagster wiring builds clients in its resources and leaves the work to adapters: no transport
+# or SQL library is imported elsewhere in defs/, and no SQL is written there.
+_WIRING_CLIENTS = FORBIDDEN - {"dagster", "dagster_aws", "dagster_postgres"}
+_RESOURCE_MODULES = {"resources.py"}
+_SQL_CALLS = re.compile(r"(?<![\w.])(?:text|select|insert|update|delete)\(|\.execute\(")
+
+
+def test_wiring_leaves_sql_and_transports_to_the_adapters() -> None:
+    # ``orderflow_exports.defs`` is also the code location's Definitions: find the package by path.
+    files = sorted((Path(application.__file__).parent.parent / "defs").rglob("*.py"))
+    assert len(files) >= 10, files
+    offenders = {}
+    for path in files:
+        roots = _imported_roots(path) & _WIRING_CLIENTS
+        if path.name in _RESOURCE_MODULES:
+            roots -= {"sqlalchemy"}  # the database resource builds the engine
+        source = path.read_text(encoding="utf-8")
+        sql = _SQL_CALLS.findall(source)
+        if roots or sql:
+            offenders[str(path)] = (sorted(roots), sql)
+    assert offenders == {}
+
+
+def test_the_sql_check_sees_sql_and_not_names_that_end_alike() -> None:
+    assert _SQL_CALLS.findall('conn.execute(text("SELECT 1"))') == [".execute(", "text("]
+    assert _SQL_CALLS.findall("stmt = select(table)") == ["select("]
+    assert _SQL_CALLS.findall("tick_text(x); check.refusal_text(); self.update_cursor(c)") == []
